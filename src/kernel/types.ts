@@ -120,6 +120,7 @@ export interface Flow {
   countersReply?: Counters;
   timestampStart?: bigint; // ns since epoch
   timestampStop?: bigint;
+  timestampEvent?: bigint; // CTA_TIMESTAMP_EVENT: when the kernel built this event, ns (wall clock); events only, read-only
   natSrc?: NatRange;
   natDst?: NatRange;
   seqAdjOrig?: SeqAdj;

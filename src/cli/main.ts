@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+// The `ctsync` command line: yargs root; each command lives in its own thin module.
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { ctCommand } from './ct.js';
+import { Exit, CliError } from './exit.js';
+
+const cli = yargs(hideBin(process.argv))
+  .scriptName('ctsync')
+  .command(ctCommand)
+  .demandCommand(1, 'Name a command: ctsync --help lists them.')
+  .strict()
+  .recommendCommands()
+  .help()
+  .version()
+  .fail((msg, err) => {
+    if (err) throw err;
+    process.stderr.write(`ctsync: ${msg}\nRun 'ctsync --help' (or 'ctsync <command> --help') for usage.\n`);
+    process.exit(Exit.Usage);
+  });
+
+try {
+  await cli.parseAsync();
+} catch (err) {
+  if (err instanceof CliError) {
+    process.stderr.write(`ctsync: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  const e = err as Error & { code?: string };
+  process.stderr.write(`ctsync: ${e.code ? `${e.code}: ` : ''}${e.message}\n`);
+  process.exit(Exit.Failure);
+}

@@ -1,0 +1,213 @@
+// Config loading: YAML file + command-line overrides → validate every key → cross-check → a frozen Config.
+import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { SCHEMA, type KeySpec } from './schema.js';
+
+export interface PeerConfig {
+  id: string;
+  addresses: string[];
+}
+
+export interface Config {
+  nodeId: string;
+  clusterId: string;
+  listen: string;
+  peers: PeerConfig[];
+  security: { mode: 'psk' | 'cert' | 'insecure'; keyFile: string; ca?: string; cert?: string; key?: string };
+  control: { socket: string };
+  metrics: { listen: string };
+  log: { level: string };
+  kernel: { netns?: string; eventBuffer: number; resyncOnOverrun: boolean };
+  sync: {
+    protocols: string[];
+    acceptCidrs: string[];
+    ignoreCidrs: string[];
+    tcpStates: string[];
+    zones: string[];
+    marks: string[];
+    connectionless: boolean;
+    minAge: number;
+    refreshInterval: number;
+    digestInterval: number;
+    coalesce: number;
+  };
+  link: { heartbeat: number; deadAfter: number; maxFrame: number };
+  commit: { liberal: boolean; labels: boolean; warm: boolean };
+  ha: { purgeAfter: number; trackFile: string; maxLinkDown: number };
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CTS_ERR_CONFIG_INVALID';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n  ${problems.join('\n  ')}`);
+  }
+}
+
+const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS_B: Record<string, number> = { '': 1, k: 1 << 10, kib: 1 << 10, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
+
+function coerce(spec: KeySpec, v: unknown): { value?: unknown; problem?: string } {
+  switch (spec.type) {
+    case 'string':
+      return typeof v === 'string' || typeof v === 'number' ? { value: String(v) } : { problem: 'must be a string' };
+    case 'bool':
+      if (typeof v === 'boolean') return { value: v };
+      if (v === 'true' || v === 'false') return { value: v === 'true' };
+      return { problem: 'must be true or false' };
+    case 'int':
+      return Number.isInteger(v) ? { value: v } : { problem: 'must be an integer' };
+    case 'duration': {
+      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return { value: v };
+      const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(String(v));
+      return m ? { value: Number(m[1]) * UNITS_MS[m[2]] } : { problem: 'must be milliseconds or a duration like 500ms, 5s, 2m' };
+    }
+    case 'size': {
+      if (typeof v === 'number' && Number.isInteger(v) && v > 0) return { value: v };
+      const m = /^(\d+)\s*([a-z]*)$/i.exec(String(v));
+      const unit = m?.[2].toLowerCase();
+      return m && unit !== undefined && unit in UNITS_B ? { value: Number(m[1]) * UNITS_B[unit] } : { problem: 'must be bytes or a size like 64MiB' };
+    }
+    case 'string[]':
+      if (typeof v === 'string') return { value: v.split(',').map((s) => s.trim()).filter(Boolean) };
+      return Array.isArray(v) && v.every((x) => typeof x === 'string' || typeof x === 'number') ? { value: v.map(String) } : { problem: 'must be a list of strings' };
+    case 'peers':
+      return coercePeers(v);
+  }
+}
+
+function coercePeers(v: unknown): { value?: PeerConfig[]; problem?: string } {
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list)) return { problem: 'must be a list of { id, addresses }' };
+  const peers: PeerConfig[] = [];
+  for (const [i, p] of list.entries()) {
+    // a command-line peer is ID=HOST:PORT[,HOST:PORT]
+    if (typeof p === 'string') {
+      const m = /^([^=]+)=(.+)$/.exec(p);
+      if (!m) return { problem: `[${i}] must be ID=HOST:PORT[,HOST:PORT...]` };
+      peers.push({ id: m[1], addresses: m[2].split(',') });
+      continue;
+    }
+    const o = p as { id?: unknown; addresses?: unknown };
+    if (!o || typeof o.id !== 'string') return { problem: `[${i}].id must be a string` };
+    if (!Array.isArray(o.addresses) || !o.addresses.length || !o.addresses.every((a) => typeof a === 'string'))
+      return { problem: `[${i}].addresses must be a non-empty list of HOST:PORT` };
+    const extra = Object.keys(o).filter((k) => k !== 'id' && k !== 'addresses');
+    if (extra.length) return { problem: `[${i}] has unknown key(s) ${extra.join(', ')}` };
+    peers.push({ id: o.id, addresses: o.addresses as string[] });
+  }
+  return { value: peers };
+}
+
+/** Flatten nested YAML into dotted keys, stopping at arrays and at keys the schema knows as leaves. */
+function flatten(o: Record<string, unknown>, prefix = '', out: Record<string, unknown> = {}): Record<string, unknown> {
+  for (const [k, v] of Object.entries(o)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v) && !(key in SCHEMA)) flatten(v as Record<string, unknown>, key, out);
+    else out[key] = v;
+  }
+  return out;
+}
+
+function cidrProblem(c: string): string | undefined {
+  const [addr, len, ...rest] = c.split('/');
+  const bits = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
+  if (!bits || rest.length || (len !== undefined && !(/^\d+$/.test(len) && Number(len) <= bits))) return `'${c}' is not an address or CIDR`;
+  return undefined;
+}
+
+/** Check the keys against each other and against the file system. */
+function crossCheck(c: Config, problems: string[]): void {
+  if (c.peers.some((p) => p.id === c.nodeId)) problems.push(`peers: lists this node's own nodeId '${c.nodeId}'`);
+  const ids = c.peers.map((p) => p.id);
+  if (new Set(ids).size !== ids.length) problems.push('peers: the same id appears twice');
+  for (const p of c.peers) for (const a of p.addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`peers: '${a}' of ${p.id} must be HOST:PORT`);
+  for (const key of ['acceptCidrs', 'ignoreCidrs'] as const) for (const cidr of c.sync[key]) {
+    const p = cidrProblem(cidr);
+    if (p) problems.push(`sync.${key}: ${p}`);
+  }
+  for (const z of c.sync.zones) if (!/^\d+$/.test(z) || Number(z) > 0xffff) problems.push(`sync.zones: '${z}' must be a zone number 0..65535`);
+  for (const m of c.sync.marks) if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
+  if (c.link.deadAfter <= c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be longer than link.heartbeat (${c.link.heartbeat} ms)`);
+  if (c.security.mode === 'cert') for (const k of ['ca', 'cert', 'key'] as const) if (!c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
+}
+
+/**
+ * Build the config from a parsed YAML document plus overrides (from flags, already dotted keys).
+ * Throws ConfigError naming every bad key, with the reason.
+ */
+export function buildConfig(doc: unknown, overrides: Record<string, unknown> = {}): Readonly<Config> {
+  const problems: string[] = [];
+  if (doc !== undefined && doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(['the file must hold a YAML mapping of keys']);
+  const flat = { ...flatten((doc ?? {}) as Record<string, unknown>), ...overrides };
+  const values: Record<string, unknown> = {};
+  for (const key of Object.keys(flat)) if (!(key in SCHEMA)) problems.push(`${key}: unknown key${suggest(key)}`);
+  for (const [key, spec] of Object.entries(SCHEMA) as [string, KeySpec][]) {
+    const raw = flat[key];
+    if (raw === undefined || raw === null) {
+      if (spec.default === undefined && key === 'nodeId') problems.push(`${key}: is required (set nodeId in the file or --node-id)`);
+      values[key] = spec.default;
+      continue;
+    }
+    const { value, problem } = coerce(spec, raw);
+    const checked = problem ?? spec.check?.(value);
+    if (checked) problems.push(`${key}: ${checked} (got ${JSON.stringify(raw)})`);
+    else values[key] = value;
+  }
+  const config = {} as Record<string, unknown>;
+  for (const [key, v] of Object.entries(values)) {
+    if (v === undefined) continue;
+    const parts = key.split('.');
+    let o = config;
+    for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Record<string, unknown>;
+    o[parts[parts.length - 1]] = v;
+  }
+  for (const section of ['security', 'control', 'metrics', 'log', 'kernel', 'sync', 'link', 'commit', 'ha']) config[section] ??= {};
+  if (!problems.length) crossCheck(config as unknown as Config, problems);
+  if (problems.length) throw new ConfigError(problems);
+  return deepFreeze(config) as unknown as Readonly<Config>;
+}
+
+function suggest(key: string): string {
+  const near = Object.keys(SCHEMA)
+    .map((k) => [k, distance(k.toLowerCase(), key.toLowerCase())] as const)
+    .sort((a, b) => a[1] - b[1])[0];
+  return near && near[1] <= 3 ? ` (did you mean ${near[0]}?)` : '';
+}
+
+/** Levenshtein distance: enough to catch a typo in a key name. */
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+export function loadConfig(file: string | undefined, overrides: Record<string, unknown> = {}): Readonly<Config> {
+  let doc: unknown = {};
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read ${file}: ${(err as Error).message}`]);
+    }
+    try {
+      doc = parseYaml(text);
+    } catch (err) {
+      throw new ConfigError([`${file} is not valid YAML: ${(err as Error).message}`]);
+    }
+  }
+  return buildConfig(doc, overrides);
+}

@@ -1,0 +1,71 @@
+// Every configuration key of the daemon, its type, its default and why: the one place options are defined.
+// Load → validate (every bad key named) → cross-check → freeze happens in load.ts.
+
+export type KeyType = 'string' | 'int' | 'bool' | 'string[]' | 'duration' | 'size' | 'peers';
+
+export interface KeySpec {
+  type: KeyType;
+  default?: unknown;
+  doc: string;
+  /** Extra check; returns the problem or undefined. */
+  check?: (v: unknown) => string | undefined;
+  /** Also settable as a command-line flag of `ctsync daemon`. */
+  flag?: string;
+}
+
+const oneOf =
+  (...allowed: string[]) =>
+  (v: unknown) =>
+    allowed.includes(v as string) ? undefined : `must be one of ${allowed.join(', ')}`;
+const hostPort = (v: unknown) => (/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(String(v)) ? undefined : 'must be HOST:PORT ([v6addr]:PORT for IPv6)');
+const range = (lo: number, hi: number) => (v: unknown) => ((v as number) >= lo && (v as number) <= hi ? undefined : `must be between ${lo} and ${hi}`);
+
+export const PROTOCOLS = ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'];
+export const TCP_STATE_NAMES = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
+
+/** Dotted key → spec. The YAML nests by the dots (`sync.protocols` is `sync: { protocols: [...] }`). */
+export const SCHEMA = {
+  nodeId: { type: 'string', doc: 'This node\'s unique name in the cluster (hostname-like).', flag: 'node-id', check: (v) => (/^[A-Za-z0-9._-]{1,64}$/.test(String(v)) ? undefined : 'must be 1-64 of A-Z a-z 0-9 . _ -') },
+  clusterId: { type: 'string', default: 'ctsync', doc: 'Name shared by every node of one cluster; a peer with another is refused.', flag: 'cluster-id' },
+  listen: { type: 'string', default: '0.0.0.0:3780', doc: 'Address of the peer link listener.', flag: 'listen', check: hostPort },
+  peers: { type: 'peers', default: [], doc: 'The other nodes: [{ id, addresses: [HOST:PORT, ...] }]; the first address is the dedicated sync link, the rest are fallbacks.', flag: 'peer' },
+
+  'security.mode': { type: 'string', default: 'psk', doc: 'psk (TLS with a pre-shared key), cert (mutual TLS), or insecure (plaintext; logs a warning at every start).', check: oneOf('psk', 'cert', 'insecure') },
+  'security.keyFile': { type: 'string', default: '/etc/ctsync/cluster.key', doc: 'Pre-shared key (hex or base64, at least 32 bytes). Create one with `ctsync keygen`.', flag: 'key-file' },
+  'security.ca': { type: 'string', doc: 'cert mode: CA bundle that signs every node\'s certificate.' },
+  'security.cert': { type: 'string', doc: 'cert mode: this node\'s certificate.' },
+  'security.key': { type: 'string', doc: 'cert mode: this node\'s private key.' },
+
+  'control.socket': { type: 'string', default: '/run/ctsync/ctsync.sock', doc: 'UNIX socket of `ctsync stats`, `dump`, `commit`...; created mode 0600 (root only).', flag: 'control-socket' },
+  'metrics.listen': { type: 'string', default: '127.0.0.1:9779', doc: 'Prometheus metrics address (loopback by default); empty string disables.' },
+  'log.level': { type: 'string', default: 'info', doc: 'pino level: debug, info, warn, error.', check: oneOf('trace', 'debug', 'info', 'warn', 'error', 'fatal') },
+
+  'kernel.netns': { type: 'string', doc: 'Network namespace whose conntrack table is synced (default: the daemon\'s own).', flag: 'netns' },
+  'kernel.eventBuffer': { type: 'size', default: 64 << 20, doc: 'Event socket receive buffer (bytes; set with SO_RCVBUFFORCE). 64 MiB holds ~50k TCP events: 0.5 s at the kernel\'s top rate.' },
+  'kernel.resyncOnOverrun': { type: 'bool', default: true, doc: 'After lost events, dump the table and diff (the only cure; see DOMAIN.md).' },
+
+  'sync.protocols': { type: 'string[]', default: ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'], doc: 'L4 protocols to sync. Fewer protocols, less traffic; an unsynced protocol\'s flows die at failover.', check: (v) => ((v as string[]).every((p) => PROTOCOLS.includes(p)) ? undefined : `entries must be among ${PROTOCOLS.join(', ')}`) },
+  'sync.acceptCidrs': { type: 'string[]', default: [], doc: 'If not empty, only flows whose original source or destination is in one of these CIDRs are synced.' },
+  'sync.ignoreCidrs': { type: 'string[]', default: ['127.0.0.0/8', '::1/128'], doc: 'Flows from or to these CIDRs are never synced (the firewall\'s own management traffic, the sync link itself).' },
+  'sync.tcpStates': { type: 'string[]', default: TCP_STATE_NAMES, doc: 'TCP states worth syncing. Syncing only ESTABLISHED halves traffic under SYN floods but loses handshakes in flight at failover.', check: (v) => ((v as string[]).every((s) => TCP_STATE_NAMES.includes(s)) ? undefined : `entries must be among ${TCP_STATE_NAMES.join(', ')}`) },
+  'sync.zones': { type: 'string[]', default: [], doc: 'If not empty, only these conntrack zones (numbers) are synced.' },
+  'sync.marks': { type: 'string[]', default: [], doc: 'If not empty, only flows whose mark matches one of VALUE or VALUE/MASK (hex or decimal).' },
+  'sync.connectionless': { type: 'bool', default: true, doc: 'Sync UDP/ICMP/GRE flows. Off saves most of the traffic on DNS-heavy firewalls; their replies are dropped after failover until re-created.' },
+  'sync.minAge': { type: 'duration', default: 0, doc: 'Sync a flow only once it is this old (ms; FortiGate\'s session-pickup-delay). Short-lived flows cost nothing, but a flow younger than this dies at failover.' },
+  'sync.refreshInterval': { type: 'duration', default: 30000, doc: 'How often the active re-reads remaining timeouts (a dump) and sends compact refreshes; the kernel never reports timeout refreshes.' },
+  'sync.digestInterval': { type: 'duration', default: 60000, doc: 'How often peers compare table digests (anti-entropy) and repair what differs.' },
+  'sync.coalesce': { type: 'duration', default: 5, doc: 'Changes are batched for this long (ms) into one frame.' },
+
+  'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms).' },
+  'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms).' },
+  'link.maxFrame': { type: 'size', default: 4 << 20, doc: 'Largest frame accepted from a peer (bytes).' },
+
+  'commit.liberal': { type: 'bool', default: true, doc: 'Set BE_LIBERAL on committed TCP flows so mid-window packets after takeover are not INVALID. false = strict window tracking with window scale.' },
+  'commit.labels': { type: 'bool', default: false, doc: 'Write ct labels on commit; only if the standby ruleset uses `ct label`.' },
+  'commit.warm': { type: 'bool', default: false, doc: 'Warm standby: write peer entries into the kernel continuously so takeover is only a delta.' },
+  'ha.purgeAfter': { type: 'duration', default: 15000, doc: 'BACKUP/FAULT: purge stale committed kernel entries after this long (ms), unless a commit comes first.' },
+  'ha.trackFile': { type: 'string', default: '/run/ctsync/track', doc: 'keepalived track_file: 0 when this node is in sync, non-zero when it must not become master.' },
+  'ha.maxLinkDown': { type: 'duration', default: 30000, doc: 'After the peer link has been down this long (ms) the node reports itself not in sync.' },
+} satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof SCHEMA;

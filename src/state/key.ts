@@ -1,0 +1,202 @@
+// Flow identity: the compact binary key (family, zones, original tuple) every table is indexed by, and its hash.
+//
+// Key layout (a latin1 string, one char per byte; a flat V8 one-byte string is ~32 bytes for IPv4 TCP):
+//   [0] family  [1] L4 proto  [2] zone/address flags  [3] L4 field flags
+//   zones present, u16 BE each, in the order CTA_ZONE, orig tuple zone, reply tuple zone
+//   src, dst: 4 or 16 address bytes (per family), or, for text that is not an address, u8 length + text
+//   L4 fields present: sport u16, dport u16, icmp id u16, icmp type u8, icmp code u8 (all BE)
+// Every field that can be absent has a flag, so "zone 0" and "no zone" are different keys, as they are to the kernel
+// (which hashes the per-direction zone). The conntrack id is never part of it: ids differ between nodes.
+
+import type { Flow, Tuple } from '../kernel/types.js';
+import { ipToText, parseIpInto } from '../kernel/addr.js';
+
+const Z_CT = 1;
+const Z_ORIG = 2;
+const Z_REPLY = 4;
+const TEXT_ADDR = 8;
+
+const L_SPORT = 1;
+const L_DPORT = 2;
+const L_ICMP_ID = 4;
+const L_ICMP_TYPE = 8;
+const L_ICMP_CODE = 16;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+// Large enough for two 255-byte text addresses; reused by every call (single-threaded, no re-entry).
+const scratch = Buffer.allocUnsafe(600);
+
+/** What a key says: enough to rebuild the original tuple and the zones without the stored flow. */
+export interface KeyParts {
+  family: number;
+  orig: Tuple; // includes orig.zone when the key has one
+  ctZone?: number; // CTA_ZONE
+  replyZone?: number; // CTA_TUPLE_ZONE of the reply tuple
+}
+
+function addrLen(family: number): number {
+  return family === AF_INET ? 4 : family === AF_INET6 ? 16 : 0;
+}
+
+function writeText(s: string, at: number): number {
+  const n = Math.min(s.length, 255);
+  scratch[at] = n;
+  scratch.write(s.slice(0, n), at + 1, n, 'latin1');
+  return at + 1 + n;
+}
+
+/** The identity of a flow as a compact string, for use as a Map key. Never throws, whatever the input. */
+export function flowKey(flow: Flow): string {
+  const o = flow.orig;
+  const family = flow.family & 0xff;
+  let zf = 0;
+  let lf = 0;
+  let at = 4;
+  if (flow.zone !== undefined) {
+    zf |= Z_CT;
+    scratch.writeUInt16BE(flow.zone & 0xffff, at);
+    at += 2;
+  }
+  if (o.zone !== undefined) {
+    zf |= Z_ORIG;
+    scratch.writeUInt16BE(o.zone & 0xffff, at);
+    at += 2;
+  }
+  const rz = flow.reply?.zone;
+  if (rz !== undefined) {
+    zf |= Z_REPLY;
+    scratch.writeUInt16BE(rz & 0xffff, at);
+    at += 2;
+  }
+  const alen = addrLen(family);
+  if (alen !== 0 && parseIpInto(o.src, scratch, at) === alen && parseIpInto(o.dst, scratch, at + alen) === alen) {
+    at += 2 * alen;
+  } else {
+    zf |= TEXT_ADDR;
+    at = writeText(String(o.src), at);
+    at = writeText(String(o.dst), at);
+  }
+  if (o.sport !== undefined) {
+    lf |= L_SPORT;
+    scratch.writeUInt16BE(o.sport & 0xffff, at);
+    at += 2;
+  }
+  if (o.dport !== undefined) {
+    lf |= L_DPORT;
+    scratch.writeUInt16BE(o.dport & 0xffff, at);
+    at += 2;
+  }
+  if (o.icmpId !== undefined) {
+    lf |= L_ICMP_ID;
+    scratch.writeUInt16BE(o.icmpId & 0xffff, at);
+    at += 2;
+  }
+  if (o.icmpType !== undefined) {
+    lf |= L_ICMP_TYPE;
+    scratch[at++] = o.icmpType & 0xff;
+  }
+  if (o.icmpCode !== undefined) {
+    lf |= L_ICMP_CODE;
+    scratch[at++] = o.icmpCode & 0xff;
+  }
+  scratch[0] = family;
+  scratch[1] = o.proto & 0xff;
+  scratch[2] = zf;
+  scratch[3] = lf;
+  return scratch.toString('latin1', 0, at);
+}
+
+/** Rebuilds the original tuple and zones from a key made by flowKey. */
+export function decodeKey(key: string): KeyParts {
+  scratch.write(key, 0, 'latin1');
+  const family = scratch[0]!;
+  const zf = scratch[2]!;
+  const lf = scratch[3]!;
+  let at = 4;
+  const parts: KeyParts = { family, orig: { src: '', dst: '', proto: scratch[1]! } };
+  if (zf & Z_CT) {
+    parts.ctZone = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  let origZone: number | undefined;
+  if (zf & Z_ORIG) {
+    origZone = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  if (zf & Z_REPLY) {
+    parts.replyZone = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  const t = parts.orig;
+  if (zf & TEXT_ADDR) {
+    let len = scratch[at]!;
+    t.src = scratch.toString('latin1', at + 1, at + 1 + len);
+    at += 1 + len;
+    len = scratch[at]!;
+    t.dst = scratch.toString('latin1', at + 1, at + 1 + len);
+    at += 1 + len;
+  } else {
+    const alen = addrLen(family) as 4 | 16;
+    t.src = ipToText(scratch, at, alen);
+    t.dst = ipToText(scratch, at + alen, alen);
+    at += 2 * alen;
+  }
+  if (lf & L_SPORT) {
+    t.sport = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  if (lf & L_DPORT) {
+    t.dport = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  if (lf & L_ICMP_ID) {
+    t.icmpId = scratch.readUInt16BE(at);
+    at += 2;
+  }
+  if (lf & L_ICMP_TYPE) t.icmpType = scratch[at++];
+  if (lf & L_ICMP_CODE) t.icmpCode = scratch[at++];
+  if (origZone !== undefined) t.zone = origZone;
+  return parts;
+}
+
+/** The L4 protocol a key is for, without decoding the rest. */
+export function keyProto(key: string): number {
+  return key.charCodeAt(1);
+}
+
+/** The address family a key is for, without decoding the rest. */
+export function keyFamily(key: string): number {
+  return key.charCodeAt(0);
+}
+
+/** murmur3's finaliser: spreads every input bit over the whole word, so prefix bits make good bucket ids. */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A 32-bit hash of a key (FNV-1a, then fmix32). Identical on every node, so bucket ids agree across peers. */
+export function keyHash(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return fmix32(h);
+}
+
+/**
+ * The digest bucket of a key: floor(hash * n / 2^32). For power-of-two n this is the top bits of the hash, so a
+ * bucket of a coarse digest is exactly the union of consecutive buckets of a finer one (digests fold).
+ */
+export function bucketOf(key: string, nBuckets: number): number {
+  return bucketOfHash(keyHash(key), nBuckets);
+}
+
+/** bucketOf for a hash already computed with keyHash. */
+export function bucketOfHash(hash: number, nBuckets: number): number {
+  return Math.floor((hash * nBuckets) / 4294967296);
+}

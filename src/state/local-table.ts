@@ -1,0 +1,281 @@
+// The mirror of this node's kernel conntrack table: events applied, dumps diffed, every change classified and versioned.
+//
+// Versions: one node-wide sequence; an entry takes the next number whenever something the standby needs changes
+// (and on removal), and `born` marks where its current incarnation began. A kernel NEW, a new conntrack id, a TCP
+// state moving backwards or a sticky status bit disappearing all mean the kernel replaced the connection on that
+// tuple (it kills and re-creates on reopen after TIME_WAIT/CLOSE), so they start a new incarnation, which lets the
+// standby accept a move its monotonic merge would otherwise refuse (see merge.ts).
+
+import type { Flow, FlowEvent } from '../kernel/types.js';
+import type { Clock } from './clock.js';
+import { flowKey } from './key.js';
+import { isTcpBackwards, STICKY_STATUS } from './merge.js';
+import { FlowTable, SET_MINOR, SET_SIGNIFICANT } from './table.js';
+import type { EntryMeta, FlowTableOptions } from './table.js';
+
+/** Dirty bits kept per entry for the sync layer's coalescing. */
+export const DIRTY_STATE = 1; // something the standby needs changed: send the entry
+export const DIRTY_TIMEOUT = 2; // only the timeout (or window flags) changed: a compact refresh can wait
+
+/**
+ * What an event or dump line did:
+ * added / replaced (new incarnation) / changed: the standby needs the entry now;
+ * refreshed: timeout or TCP window flags only; unchanged: nothing it keeps;
+ * removed: gone; unknown: a destroy for an entry we did not hold; ignored: our own write's echo, or a dump line
+ * older than an event seen during the same resync.
+ */
+export type LocalChange = 'added' | 'replaced' | 'changed' | 'refreshed' | 'unchanged' | 'removed' | 'unknown' | 'ignored';
+
+export interface Applied {
+  change: LocalChange;
+  key: string;
+  /** The entry's version after the change (for removed: the version the delete is sent with); 0 if none. */
+  version: number;
+}
+
+/** The outcome of a dump-and-diff resync: exactly what the dump showed differently from what we held. */
+export interface DiffResult {
+  added: string[];
+  changed: string[]; // includes replaced (new incarnations)
+  refreshed: string[];
+  removed: { key: string; version: number }[];
+  unchanged: number;
+}
+
+export interface LocalCounters {
+  events: number;
+  ignoredOurs: number;
+  added: number;
+  replaced: number;
+  changed: number;
+  refreshed: number;
+  unchanged: number;
+  removed: number;
+  destroyUnknown: number;
+  resyncs: number;
+  resyncLinesSkipped: number; // dump lines for keys an event touched during the same resync
+}
+
+export interface LocalTableOptions extends FlowTableOptions {
+  clock: Clock;
+  /**
+   * First version handed out. Versions must keep growing across daemon restarts for the standby's merge to accept
+   * the new ones, so the daemon seeds this from the clock (e.g. Date.now() * 1000); default 1.
+   */
+  firstVersion?: number;
+}
+
+export class LocalTable {
+  readonly table: FlowTable;
+  readonly counters: LocalCounters = {
+    events: 0, ignoredOurs: 0, added: 0, replaced: 0, changed: 0, refreshed: 0, unchanged: 0, removed: 0,
+    destroyUnknown: 0, resyncs: 0, resyncLinesSkipped: 0,
+  };
+  private readonly clock: Clock;
+  private seq: number;
+  private touchedInResync: Set<string> | undefined;
+  private pending: DiffResult | undefined;
+
+  constructor(opts: LocalTableOptions) {
+    this.table = new FlowTable(opts);
+    this.clock = opts.clock;
+    this.seq = (opts.firstVersion ?? 1) - 1;
+  }
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  /** The last version handed out. */
+  get version(): number {
+    return this.seq;
+  }
+
+  /** Applies one kernel event. Echoes of our own writes (origin 'ours') are ignored: they are not this kernel's news. */
+  applyEvent(ev: FlowEvent): Applied {
+    this.counters.events++;
+    const key = flowKey(ev.flow);
+    if (ev.origin === 'ours') {
+      this.counters.ignoredOurs++;
+      return { change: 'ignored', key, version: 0 };
+    }
+    this.touchedInResync?.add(key);
+    if (ev.kind === 'destroy') return this.remove(key);
+    const change = this.upsert(key, ev.flow, ev.kind === 'update' ? 'partial' : 'new');
+    return { change, key, version: this.table.versionAt(this.table.slotOf(key)) };
+  }
+
+  private remove(key: string): Applied {
+    if (!this.table.delete(key)) {
+      this.counters.destroyUnknown++;
+      return { change: 'unknown', key, version: 0 };
+    }
+    this.counters.removed++;
+    return { change: 'removed', key, version: ++this.seq };
+  }
+
+  /**
+   * mode 'new': a kernel NEW (a new incarnation if the key is held); 'partial': an update event, which omits what
+   * did not change (protoinfo, mark, labels, helper, ...); 'complete': a dump line, which lists everything except
+   * timeout and protoinfo of offloaded flows.
+   */
+  private upsert(key: string, flow: Flow, mode: 'new' | 'partial' | 'complete'): LocalChange {
+    const t = this.table;
+    const now = this.clock.now();
+    const slot = t.slotOf(key);
+    if (slot < 0) {
+      const v = ++this.seq;
+      const s = this.setNew(key, flow, v, now);
+      t.setDirty(s, DIRTY_STATE);
+      this.counters.added++;
+      return 'added';
+    }
+    if (mode === 'new' || this.isReborn(slot, flow)) {
+      const v = ++this.seq;
+      t.set(key, flow, v, v, now);
+      t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
+      this.counters.replaced++;
+      return 'replaced';
+    }
+    let f = flow;
+    if (mode === 'partial') {
+      f = { ...flow };
+      t.fillMissing(slot, f);
+    } else if (flow.protoinfo === undefined && t.hasProtoinfoAt(slot)) {
+      f = { ...flow, protoinfo: t.protoinfoAt(slot) };
+    }
+    const keepTimeout = f.timeout === undefined ? t.timeoutAt(slot) : undefined;
+    const keptAt = t.reportedAtAt(slot);
+    const r = t.set(key, f, t.versionAt(slot), t.bornAt(slot), now);
+    if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
+    if (r & SET_SIGNIFICANT) {
+      t.setVersionAt(slot, ++this.seq);
+      t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
+      this.counters.changed++;
+      return 'changed';
+    }
+    if (r & SET_MINOR) {
+      t.setDirty(slot, t.dirtyAt(slot) | DIRTY_TIMEOUT);
+      this.counters.refreshed++;
+      return 'refreshed';
+    }
+    this.counters.unchanged++;
+    return 'unchanged';
+  }
+
+  private setNew(key: string, flow: Flow, v: number, now: number): number {
+    this.table.set(key, flow, v, v, now);
+    return this.table.slotOf(key);
+  }
+
+  /** Signs that the kernel killed the connection on this tuple and created another one (see the file comment). */
+  private isReborn(slot: number, flow: Flow): boolean {
+    const t = this.table;
+    const oldId = t.idAt(slot);
+    if (flow.id !== undefined && oldId !== undefined && flow.id !== oldId) return true;
+    const inTcp = flow.protoinfo?.tcp;
+    const st = t.tcpStateAt(slot);
+    if (inTcp !== undefined && st >= 0 && isTcpBackwards(st, inTcp.state)) return true;
+    const oldStatus = t.statusAt(slot);
+    if (oldStatus !== undefined && flow.status !== undefined && oldStatus & STICKY_STATUS & ~flow.status) return true;
+    return false;
+  }
+
+  // ---- dump and diff ----
+
+  /**
+   * Starts a dump-and-diff resync (after an event overrun). Events may keep arriving while the dump is read: for
+   * a key an event touched meanwhile, the event wins and the dump line is skipped, since the dump may have read
+   * it before the event.
+   */
+  beginResync(): void {
+    this.counters.resyncs++;
+    this.table.beginSweep();
+    this.touchedInResync = new Set();
+    this.pending = { added: [], changed: [], refreshed: [], removed: [], unchanged: 0 };
+  }
+
+  /** One line of the dump. */
+  resyncFlow(flow: Flow): LocalChange {
+    const key = flowKey(flow);
+    const pend = this.pending;
+    if (pend === undefined) throw new Error('resyncFlow() outside beginResync()/endResync()');
+    if (this.touchedInResync!.has(key)) {
+      const slot = this.table.slotOf(key);
+      if (slot >= 0) this.table.touch(slot);
+      this.counters.resyncLinesSkipped++;
+      return 'ignored';
+    }
+    const change = this.upsert(key, flow, 'complete');
+    switch (change) {
+      case 'added':
+        pend.added.push(key);
+        break;
+      case 'replaced':
+      case 'changed':
+        pend.changed.push(key);
+        break;
+      case 'refreshed':
+        pend.refreshed.push(key);
+        break;
+      default:
+        pend.unchanged++;
+    }
+    return change;
+  }
+
+  /** Ends the resync: every entry neither in the dump nor touched by an event meanwhile is removed. */
+  endResync(): DiffResult {
+    const pend = this.pending ?? { added: [], changed: [], refreshed: [], removed: [], unchanged: 0 };
+    this.table.endSweep((key) => {
+      pend.removed.push({ key, version: ++this.seq });
+    });
+    this.counters.removed += pend.removed.length;
+    this.pending = undefined;
+    this.touchedInResync = undefined;
+    return pend;
+  }
+
+  /** Makes the table equal to a complete dump and says exactly what differed. */
+  diff(dump: Iterable<Flow>): DiffResult {
+    this.beginResync();
+    for (const f of dump) this.resyncFlow(f);
+    return this.endResync();
+  }
+
+  /** Same as diff(): the initial fill is a diff against an empty table. */
+  replaceAll(dump: Iterable<Flow>): DiffResult {
+    return this.diff(dump);
+  }
+
+  // ---- reads ----
+
+  get(key: string, now?: number): Flow | undefined {
+    return this.table.get(key, now);
+  }
+
+  has(key: string): boolean {
+    return this.table.has(key);
+  }
+
+  meta(key: string): EntryMeta | undefined {
+    return this.table.meta(key);
+  }
+
+  /** Returns the entry's DIRTY_* bits and clears them (the sync layer has queued what they asked for). */
+  takeDirty(key: string): number {
+    const slot = this.table.slotOf(key);
+    if (slot < 0) return 0;
+    const d = this.table.dirtyAt(slot);
+    this.table.setDirty(slot, 0);
+    return d;
+  }
+
+  forEach(fn: (key: string, slot: number) => void): void {
+    this.table.forEach(fn);
+  }
+
+  digest(nBuckets?: number): Uint32Array {
+    return this.table.digest(nBuckets);
+  }
+}

@@ -1,0 +1,279 @@
+// The kernel bridge against the real kernel: ct list equals conntrack -L, NAT decodes, batched writes read back,
+// upsert/delete take their errno paths, FTP expectations round-trip, an overrun is survived and resynced exactly.
+import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { Lab } from '../../src/lab/netns.js';
+import { routerLab, type NatMode, type RouterLab } from '../../src/lab/topology.js';
+import * as traffic from '../../src/lab/traffic.js';
+import { Conntrack } from '../../src/kernel/conntrack.js';
+import { EventStream } from '../../src/kernel/events.js';
+import { flowFromJson } from '../../src/kernel/json.js';
+import { Ips, TcpState, type Flow } from '../../src/kernel/types.js';
+import { TableView } from '../../src/cli/watch-view.js';
+import { listDocument } from '../../src/cli/flow-file.js';
+import {
+  comparableKey,
+  expectationModelToComparable,
+  expectationToComparable,
+  flowToComparable,
+  listExpectations,
+  listFlows,
+  toComparable,
+  type ComparableFlow,
+} from '../helpers/conntrack-cli.js';
+import { cannotRun, runCtsync } from '../helpers/env.js';
+
+const PREFIX = 'ctsk-';
+const reason = cannotRun(['ip', 'nft', 'conntrack', 'python3'], true);
+if (reason) console.warn(`[kernel-bridge] NOT RUN: ${reason}`);
+
+function byKey(list: ComparableFlow[]): Map<string, ComparableFlow> {
+  return new Map(list.map((c) => [comparableKey(c), c]));
+}
+
+/** `ctsync ct list --json` in a namespace, parsed back into flows. */
+async function ctList(ns: string, extra: string[] = []): Promise<Flow[]> {
+  const r = await runCtsync(['ct', 'list', '--json', '--netns', ns, ...extra]);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const doc = JSON.parse(r.stdout) as { count: number; flows: unknown[] };
+  expect(doc.flows).toHaveLength(doc.count);
+  return doc.flows.map((j) => {
+    const f = flowFromJson(j);
+    if (Array.isArray(f)) throw new Error(`ct list printed a flow it cannot read back: ${JSON.stringify(f)}`);
+    return f;
+  });
+}
+
+/** Our view and conntrack's view of one table, entry by entry. */
+async function expectSameTable(lab: Lab, ns: string): Promise<ComparableFlow[]> {
+  const ours = (await ctList(ns)).map(flowToComparable);
+  const theirs = (await listFlows(lab, ns)).map(toComparable);
+  const a = byKey(ours);
+  const b = byKey(theirs);
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  for (const [k, c] of a) expect(c, k).toEqual(b.get(k));
+  return ours;
+}
+
+function udpFlow(i: number, extra: Partial<Flow> = {}): Flow {
+  return {
+    family: 2,
+    orig: { src: `10.88.${(i >> 8) & 255}.${i & 255}`, dst: '10.89.0.1', proto: 17, sport: 1024 + (i % 60000), dport: 53 },
+    reply: { src: '10.89.0.1', dst: `10.88.${(i >> 8) & 255}.${i & 255}`, proto: 17, sport: 53, dport: 1024 + (i % 60000) },
+    status: Ips.SeenReply | Ips.Assured,
+    timeout: 300,
+    mark: i % 7,
+    ...extra,
+  };
+}
+
+function tcpFlow6(i: number): Flow {
+  return {
+    family: 10,
+    orig: { src: `fd88::${(i + 1).toString(16)}`, dst: 'fd89::1', proto: 6, sport: 2000 + i, dport: 443 },
+    reply: { src: "fd89::1", dst: `fd88::${(i + 1).toString(16)}`, proto: 6, sport: 443, dport: 2000 + i },
+    status: Ips.SeenReply | Ips.Assured,
+    timeout: 3600,
+    zone: 3,
+    protoinfo: { tcp: { state: TcpState.Established, wscaleOrig: 7, wscaleReply: 7, flagsOrig: 0x01, flagsReply: 0x01 } },
+  };
+}
+
+describe.skipIf(reason !== undefined)('kernel bridge (real kernel)', () => {
+  beforeAll(() => Lab.sweep(PREFIX));
+
+  describe('flows through a router', () => {
+    let lab: Lab;
+    let r: RouterLab;
+    let stream: traffic.TcpStream;
+    let ftp: traffic.FtpSession;
+
+    beforeAll(async () => {
+      lab = new Lab({ prefix: PREFIX });
+      r = await routerLab(lab, { ftpPorts: [21] });
+      const e4 = { clientNs: r.client.ns, serverNs: r.server.ns, host: r.server.v4, port: 5000 };
+      const e6 = { ...e4, host: r.server.v6, port: 5001 };
+      stream = await traffic.tcpStream(lab, e4);
+      await stream.waitForEchoes(3);
+      await traffic.tcpShort(lab, { ...e4, port: 5002 });
+      await traffic.udpRequestReply(lab, { ...e4, port: 5003 });
+      await traffic.ping(lab, r.client.ns, r.server.v4);
+      await traffic.ping(lab, r.client.ns, r.server.v6);
+      await traffic.sctpAssociation(lab, { ...e4, port: 5004 });
+      await traffic.sctpAssociation(lab, { ...e6, port: 5005 });
+      await traffic.udpRequestReply(lab, { ...e6, port: 5006 });
+      ftp = await traffic.ftpSession(lab, { ...e4, port: 21, advertise: r.server.v4 });
+    });
+    afterAll(async () => {
+      await stream?.stop();
+      await ftp?.stop();
+      await lab?.teardown();
+    });
+
+    test('ct list --json shows exactly the entries and fields conntrack -L -o extended shows', async () => {
+      const ours = await expectSameTable(lab, r.router.ns);
+      const has = (p: (c: ComparableFlow) => boolean) => expect(ours.some(p)).toBe(true);
+      has((c) => c.proto === 6 && c.state === 'ESTABLISHED' && c.assured && c.family === 2);
+      has((c) => c.proto === 6 && c.state === 'TIME_WAIT');
+      has((c) => c.proto === 17 && c.family === 10);
+      has((c) => c.proto === 1 && c.orig.icmpType === 8);
+      has((c) => c.proto === 58 && c.orig.icmpType === 128);
+      has((c) => c.proto === 132 && c.state === 'ESTABLISHED' && c.family === 2);
+      has((c) => c.proto === 132 && c.family === 10);
+      has((c) => c.proto === 6 && c.helper === 'ftp');
+    });
+
+    test('filters: --family and --proto narrow the list the way conntrack -f / -p do', async () => {
+      const v6 = await ctList(r.router.ns, ['--family', 'ipv6']);
+      expect(v6.length).toBeGreaterThan(0);
+      expect(v6.every((f) => f.family === 10)).toBe(true);
+      const sctp = await ctList(r.router.ns, ['--proto', 'sctp']);
+      expect(sctp.map((f) => f.orig.proto)).toEqual([132, 132]);
+    });
+
+    test('the FTP helper expectation is seen, and can be re-created after it is gone', async () => {
+      const ct = new Conntrack({ netns: r.router.ns });
+      try {
+        const exps = await ct.dumpExpectations();
+        const cli = await listExpectations(lab, r.router.ns);
+        expect(exps.length).toBe(1);
+        expect(exps.map(expectationModelToComparable)).toEqual(cli.map(expectationToComparable));
+        expect(exps[0].helper).toBe('ftp');
+        await lab.exec(r.router.ns, ['conntrack', '-F', 'expect']);
+        expect(await listExpectations(lab, r.router.ns)).toEqual([]);
+        expect(await ct.writeExpectations(exps)).toEqual([0]);
+        expect((await listExpectations(lab, r.router.ns)).map(expectationToComparable)).toEqual(cli.map(expectationToComparable));
+      } finally {
+        ct.close();
+      }
+    });
+  });
+
+  for (const nat of ['masquerade', 'snat', 'dnat'] as NatMode[]) {
+    test(`NAT (${nat}): the reply tuple decodes with the translated address`, async () => {
+      const lab = new Lab({ prefix: PREFIX });
+      try {
+        const r = await routerLab(lab, { nat, dnatPort: 8080 });
+        const e = { clientNs: r.client.ns, serverNs: r.server.ns, host: r.serverVia.v4, port: 8080 };
+        await traffic.tcpShort(lab, e);
+        await traffic.udpRequestReply(lab, e);
+        const ours = await expectSameTable(lab, r.router.ns);
+        const natted = ours.filter((c) => c.proto === 6 || c.proto === 17);
+        expect(natted.length).toBe(2);
+        for (const c of natted) {
+          if (nat === 'dnat') expect(c.reply.src).toBe(r.server.v4);
+          else expect(c.reply.dst).toBe(r.natSource.v4);
+        }
+      } finally {
+        await lab.teardown();
+      }
+    });
+  }
+
+  describe('batched writes in an empty table', () => {
+    let lab: Lab;
+    let ns: string;
+    let ct: Conntrack;
+    beforeAll(async () => {
+      lab = new Lab({ prefix: PREFIX });
+      ns = await lab.addNamespace('w');
+      ct = new Conntrack({ netns: ns });
+    });
+    afterAll(async () => {
+      ct?.close();
+      await lab?.teardown();
+    });
+    // each test starts from an empty table, so one failure does not cascade into the next
+    beforeEach(async () => ct.flush());
+
+    test('entries written in a batch read back equal; upsert and delete take their EEXIST/ENOENT paths', async () => {
+      const flows = [...Array.from({ length: 3000 }, (_, i) => udpFlow(i)), ...Array.from({ length: 500 }, (_, i) => tcpFlow6(i))];
+      const created = await ct.write(flows.map((flow) => ({ op: 'upsert', flow })));
+      expect(created.counts).toMatchObject({ created: flows.length, failed: 0 });
+
+      const back = byKey((await ct.dump()).map(flowToComparable));
+      expect(back.size).toBe(flows.length);
+      for (const f of flows) expect(back.get(comparableKey(flowToComparable(f)))).toEqual(flowToComparable(f));
+      // and conntrack agrees with our decoding of what we wrote
+      await expectSameTable(lab, ns);
+
+      const again = await ct.write(flows.map((flow) => ({ op: 'upsert', flow: { ...flow, mark: 42 } })));
+      expect(again.counts).toMatchObject({ created: 0, updated: flows.length, failed: 0 });
+      expect((await ct.dump()).every((f) => f.mark === 42)).toBe(true);
+
+      const dup = await ct.write(flows.slice(0, 10).map((flow) => ({ op: 'create', flow })));
+      expect(dup.counts.failed).toBe(10);
+      expect(dup.failedByErrno).toEqual({ EEXIST: 10 });
+
+      const del = await ct.write(flows.map((flow) => ({ op: 'delete', flow })));
+      expect(del.counts).toMatchObject({ deleted: flows.length, failed: 0 });
+      const del2 = await ct.write(flows.slice(0, 100).map((flow) => ({ op: 'delete', flow })));
+      expect(del2.counts).toMatchObject({ absent: 100, failed: 0 });
+      expect(await ct.dump()).toEqual([]);
+    });
+
+    test('replace removes a stray entry that clashes on the reply tuple, and NAT is set at create', async () => {
+      const wanted: Flow = {
+        family: 2,
+        orig: { src: '10.70.0.2', dst: '10.71.0.2', proto: 6, sport: 40000, dport: 22 },
+        reply: { src: '10.71.0.2', dst: '10.71.0.1', proto: 6, sport: 22, dport: 61000 },
+        status: Ips.SeenReply | Ips.Assured,
+        timeout: 600,
+        protoinfo: { tcp: { state: TcpState.Established } },
+      };
+      // a stray un-NATed entry for the same original tuple, as traffic arriving before a commit would make
+      const stray: Flow = { ...wanted, reply: { src: '10.71.0.2', dst: '10.70.0.2', proto: 6, sport: 22, dport: 40000 } };
+      expect((await ct.write([{ op: 'create', flow: stray }])).counts.created).toBe(1);
+      const rep = await ct.write([{ op: 'replace', flow: wanted }]);
+      expect(rep.counts).toMatchObject({ replaced: 1, failed: 0 });
+      const [got] = await ct.dump();
+      expect(flowToComparable(got)).toEqual(flowToComparable(wanted));
+      expect(got.status! & Ips.SrcNat).toBeTruthy();
+      await ct.flush();
+      expect(await ct.dump()).toEqual([]);
+    });
+
+    test('ct load: a bad line is named and nothing of the file is written; a good file loads', async () => {
+      const good = listDocument([udpFlow(1), udpFlow(2)]).split('\n');
+      const bad = [...good.slice(0, 2), '{"family": 2, "orig": {"src": "10.0.0.1", "dst": "nope", "proto": 17}},', ...good.slice(2)].join('\n');
+      const r1 = await runCtsync(['ct', 'load', '-', '--netns', ns], bad);
+      expect(r1.code).toBe(1);
+      expect(r1.stderr).toMatch(/line 3: orig\.dst must be an IPv4 address/);
+      expect(r1.stderr).toMatch(/nothing written/);
+      expect(await ct.dump()).toEqual([]);
+      const r2 = await runCtsync(['ct', 'load', '-', '--netns', ns, '--json'], good.join('\n'));
+      expect(r2.code).toBe(0);
+      expect(JSON.parse(r2.stdout)).toMatchObject({ entries: 2, counts: { created: 2 } });
+      expect((await ct.dump()).length).toBe(2);
+      await ct.flush();
+    });
+
+    test('an event overrun under a flood is survived and the resynced view equals conntrack -L', async () => {
+      const events = new EventStream({ netns: ns, rcvbuf: 4096 });
+      const writer = new Conntrack({ netns: ns });
+      events.ourPorts.add(-1); // tag nothing as ours: the view must follow every write
+      let resyncs = 0;
+      const view = new TableView(ct, events, () => {}, () => resyncs++);
+      try {
+        await view.start();
+        const flows = Array.from({ length: 20_000 }, (_, i) => udpFlow(i));
+        // churn: create many, then delete a third of them, while the tiny buffer overflows
+        expect((await writer.write(flows.map((flow) => ({ op: 'create', flow })))).counts.created).toBe(flows.length);
+        expect((await writer.write(flows.filter((_, i) => i % 3 === 0).map((flow) => ({ op: 'delete', flow })))).counts.deleted).toBe(6667);
+        await new Promise((r) => setTimeout(r, 300));
+        await view.settled();
+        expect(events.stats.overruns).toBeGreaterThan(0);
+        expect(resyncs).toBeGreaterThan(0);
+        const kernel = byKey((await listFlows(lab, ns)).map(toComparable));
+        const mine = byKey([...view.flows.values()].map(flowToComparable));
+        expect(kernel.size).toBe(flows.length - 6667);
+        expect([...mine.keys()].sort()).toEqual([...kernel.keys()].sort());
+        for (const [k, c] of mine) expect(c).toEqual(kernel.get(k));
+      } finally {
+        events.close();
+        writer.close();
+        await ct.flush();
+      }
+    });
+  });
+});

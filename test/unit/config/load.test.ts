@@ -1,0 +1,61 @@
+import { describe, expect, test } from 'vitest';
+import { buildConfig, ConfigError } from '../../../src/config/load.js';
+
+function problems(doc: unknown, overrides: Record<string, unknown> = {}): string[] {
+  try {
+    buildConfig(doc, overrides);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  test('a minimal file gets every documented default and is frozen', () => {
+    const c = buildConfig({ nodeId: 'fw1', peers: [{ id: 'fw2', addresses: ['10.9.0.2:3780'] }] });
+    expect(c.listen).toBe('0.0.0.0:3780');
+    expect(c.security.mode).toBe('psk');
+    expect(c.link.deadAfter).toBe(2000);
+    expect(c.sync.protocols).toContain('tcp');
+    expect(Object.isFrozen(c.sync)).toBe(true);
+    expect(() => ((c as { nodeId: string }).nodeId = 'x')).toThrow();
+  });
+
+  test('every bad key is named with its reason, not just the first', () => {
+    const p = problems({ nodeId: 'bad id!', listen: 'nowhere', sync: { protocols: ['tcp', 'quic'], minAge: 'soon' }, link: { heartbeet: 5 }, colour: 'blue' });
+    expect(p.some((s) => s.startsWith('nodeId:'))).toBe(true);
+    expect(p.some((s) => s.startsWith('listen:'))).toBe(true);
+    expect(p.some((s) => s.startsWith('sync.protocols:'))).toBe(true);
+    expect(p.some((s) => s.startsWith('sync.minAge:'))).toBe(true);
+    expect(p.some((s) => s.startsWith('link.heartbeet: unknown key (did you mean link.heartbeat?)'))).toBe(true);
+    expect(p.some((s) => s.startsWith('colour: unknown key'))).toBe(true);
+    expect(p.length).toBe(6);
+  });
+
+  test('nodeId is required', () => {
+    expect(problems({})).toEqual(['nodeId: is required (set nodeId in the file or --node-id)']);
+  });
+
+  test('durations and sizes accept units; flags override the file', () => {
+    const c = buildConfig({ nodeId: 'a', link: { heartbeat: '250ms', deadAfter: '2s' }, kernel: { eventBuffer: '32MiB' } }, { nodeId: 'b', peers: ['fw2=10.9.0.2:3780,10.8.0.2:3780'] });
+    expect(c.nodeId).toBe('b');
+    expect(c.link.heartbeat).toBe(250);
+    expect(c.link.deadAfter).toBe(2000);
+    expect(c.kernel.eventBuffer).toBe(32 << 20);
+    expect(c.peers).toEqual([{ id: 'fw2', addresses: ['10.9.0.2:3780', '10.8.0.2:3780'] }]);
+  });
+
+  test('cross-field checks', () => {
+    const p = problems({ nodeId: 'fw1', peers: [{ id: 'fw1', addresses: ['x:1'] }], link: { heartbeat: 3000, deadAfter: 1000 }, security: { mode: 'cert' }, sync: { acceptCidrs: ['10.0.0.0/33'], zones: ['70000'] } });
+    expect(p).toContain("peers: lists this node's own nodeId 'fw1'");
+    expect(p.some((s) => s.startsWith('link.deadAfter'))).toBe(true);
+    expect(p).toContain('security.ca: is required when security.mode is cert');
+    expect(p.some((s) => s.startsWith('sync.acceptCidrs'))).toBe(true);
+    expect(p.some((s) => s.startsWith('sync.zones'))).toBe(true);
+  });
+
+  test('a document that is not a mapping is refused', () => {
+    expect(problems(['a', 'b'])).toEqual(['the file must hold a YAML mapping of keys']);
+  });
+});

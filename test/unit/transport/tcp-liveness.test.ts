@@ -1,0 +1,79 @@
+// Liveness of the TCP peer link: heartbeats flow while idle, a peer silent for deadAfterMs is declared down,
+// and a connection that never says hello is refused after helloTimeoutMs.
+
+import tls from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LinkFrame, LinkFrameDecoder, encodeLinkFrame } from '../../../src/transport/tcp/framing.js';
+import { LINK_PROTOCOL_VERSION, encodeHello } from '../../../src/transport/tcp/hello.js';
+import { PSK_CIPHERS, TcpTransport, loadPsk } from '../../../src/transport/tcp/index.js';
+import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { record, waitFor } from '../../contract/transport-contract.js';
+
+let dir: TempDir | undefined;
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+  dir?.cleanup();
+  dir = undefined;
+});
+
+async function setup() {
+  dir = tempDir();
+  const pskFile = freshPskFile(dir.dir);
+  const b = new TcpTransport({
+    nodeId: 'fw-b',
+    clusterId: 'lab',
+    listen: { host: '127.0.0.1', port: 0 },
+    peers: [{ nodeId: 'fw-a', addresses: [`127.0.0.1:${await freePort()}`] }],
+    tls: { pskFile },
+    heartbeatMs: 50,
+    deadAfterMs: 200,
+    helloTimeoutMs: 200,
+  });
+  cleanups.push(() => b.stop());
+  const rb = record(b);
+  await b.start();
+  const psk = loadPsk(pskFile);
+  const s = tls.connect({ host: '127.0.0.1', port: b.address()!.port, ciphers: PSK_CIPHERS, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined, pskCallback: () => ({ psk, identity: 'lab' }) });
+  cleanups.push(() => s.destroy());
+  s.on('error', () => {});
+  const received: number[] = [];
+  const dec = new LinkFrameDecoder(1 << 20, (type) => received.push(type));
+  s.on('data', (d: Buffer) => dec.push(d));
+  await new Promise<void>((r) => s.once('secureConnect', () => r()));
+  return { b, rb, s, received };
+}
+
+const hello = (): Buffer => Buffer.concat(encodeLinkFrame(LinkFrame.Hello, encodeHello({ v: LINK_PROTOCOL_VERSION, minV: 1, cluster: 'lab', node: 'fw-a', boot: 1, seq: 1 })));
+
+describe('liveness', () => {
+  it('sends heartbeats while idle and declares a silent peer dead after deadAfterMs', async () => {
+    const { rb, s, received } = await setup();
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    await waitFor('heartbeats from the transport', () => received.filter((t) => t === LinkFrame.Heartbeat).length >= 2);
+    expect(received[0]).toBe(LinkFrame.Hello);
+    // The raw client never answers: the link must go down on its own.
+    await waitFor('dead', () => rb.state('fw-a') === 'down');
+    expect(rb.links.at(-1)!.reason).toBe('dead');
+  });
+
+  it('keeps the link while the peer heartbeats', async () => {
+    const { rb, s } = await setup();
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    const hb = Buffer.concat(encodeLinkFrame(LinkFrame.Heartbeat));
+    // 12 beats 50 ms apart span three deadAfterMs windows.
+    for (let i = 0; i < 12; i++) {
+      s.write(hb);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(rb.state('fw-a')).toBe('up');
+  });
+
+  it('refuses a connection that never sends its hello', async () => {
+    const { b, rb } = await setup();
+    await waitFor('hello_timeout', () => (b.stats().refused.hello_timeout ?? 0) === 1);
+    expect(rb.links.some((l) => l.state === 'up')).toBe(false);
+  });
+});
