@@ -2,14 +2,16 @@
 import { readFileSync } from 'node:fs';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { Conntrack, type DumpFilter, type WriteOpKind } from '../kernel/conntrack.js';
-import { EventStream } from '../kernel/events.js';
 import { flowToJson, PROTO_NAMES } from '../kernel/json.js';
-import { Af, type FlowEvent } from '../kernel/types.js';
-import { DEFAULT_WRITE_POLICY } from '../kernel/write-rules.js';
+import { Af, type Flow } from '../kernel/types.js';
+import { DEFAULT_WRITE_POLICY, invertTuple } from '../kernel/write-rules.js';
 import { formatFlow } from './format.js';
 import { listDocument, parseFlowFile } from './flow-file.js';
 import { CliError, Exit } from './exit.js';
-import { TableView } from './watch-view.js';
+import { KernelMirror } from '../state/mirror.js';
+import { decodeKey } from '../state/key.js';
+import { systemClock } from '../state/clock.js';
+import { silentLogger } from '../daemon/log.js';
 
 interface CommonArgs {
   netns?: string;
@@ -79,24 +81,36 @@ async function list(argv: ArgumentsCamelCase<ListArgs>): Promise<void> {
 }
 
 async function watch(argv: ArgumentsCamelCase<WatchArgs>): Promise<void> {
-  const events = new EventStream({ netns: argv.netns, ...(argv.rcvbuf ? { rcvbuf: argv.rcvbuf } : {}) });
-  const ct = new Conntrack({ netns: argv.netns });
-  const show = (ev: FlowEvent) =>
-    out(argv.json ? `${JSON.stringify({ event: ev.kind, origin: ev.origin, flow: flowToJson(ev.flow) })}\n` : `[${ev.kind.toUpperCase()}] ${formatFlow(ev.flow)}\n`);
-  // a view of the table lets an overrun be repaired by dump-and-diff instead of silently missing events
-  const view = new TableView(ct, events, show, (n) =>
-    out(argv.json ? `${JSON.stringify({ event: 'resync', changes: n })}\n` : `[RESYNC] events were lost; ${n} differences repaired from a dump\n`),
-  );
-  await view.start();
+  const show = (kind: string, origin: string, flow: Flow) =>
+    out(argv.json ? `${JSON.stringify({ event: kind, origin, flow: flowToJson(flow) })}\n` : `[${kind.toUpperCase()}] ${formatFlow(flow)}\n`);
+  // the mirror repairs an overrun by dump-and-diff and reports the differences as the events that were lost
+  const mirror = new KernelMirror({ netns: argv.netns, rcvbuf: argv.rcvbuf, clock: systemClock, log: silentLogger });
+  let started = false; // the initial dump fills the view; only later differences are news
+  mirror.onChange = (key, change, ev) => {
+    if (ev) return show(ev.kind, ev.origin, ev.flow);
+    if (started) show(change === 'removed' ? 'destroy' : change === 'added' ? 'new' : 'update', 'resync', mirror.local.get(key) ?? flowOfKey(key));
+  };
+  mirror.onResync = (diff, reason) => {
+    if (reason !== 'overrun') return;
+    const n = diff.added.length + diff.changed.length + diff.removed.length;
+    out(argv.json ? `${JSON.stringify({ event: 'resync', changes: n })}\n` : `[RESYNC] events were lost; ${n} differences repaired from a dump\n`);
+  };
+  await mirror.start();
+  started = true;
   await new Promise<void>((resolve) => {
     const stop = () => {
-      events.close();
-      ct.close();
+      mirror.close();
       resolve();
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+}
+
+/** A removed entry's key, shown as a flow (its other fields are gone with it). */
+function flowOfKey(key: string): Flow {
+  const p = decodeKey(key);
+  return { family: p.family, orig: p.orig, reply: invertTuple(p.orig), ...(p.ctZone !== undefined ? { zone: p.ctZone } : {}) };
 }
 
 async function load(argv: ArgumentsCamelCase<LoadArgs>): Promise<void> {

@@ -193,12 +193,16 @@ function onSignal(sig: NodeJS.Signals): void {
   // Re-raise so the default action (or another owner's handler) still decides how the process ends.
   if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
 }
+let handlersInstalled = false;
 function installHandlers(): void {
-  if (liveLabs.size !== 1) return;
+  // addNamespace calls this for every namespace: install once, or each lab leaks one listener per namespace.
+  if (handlersInstalled) return;
+  handlersInstalled = true;
   process.on('exit', onExit);
   for (const s of signals) process.on(s, onSignal);
 }
 function uninstallHandlers(): void {
+  handlersInstalled = false;
   process.off('exit', onExit);
   for (const s of signals) process.off(s, onSignal);
 }

@@ -157,6 +157,42 @@ def udp_flood(a):
     out("sent %d %d" % (sent, int((time.monotonic() - started) * 1000)))
 
 
+
+def udp_stream_server(a):
+    """Waits for the client's first datagram, then sends "seq N" to it every interval (server-to-client stream)."""
+    s = dual_stack(socket.SOCK_DGRAM)
+    s.bind(("::", a.port))
+    out("ready")
+    _, peer = s.recvfrom(65536)
+    out("peer %s %d" % peer[:2])
+    n = 0
+    while True:
+        n += 1
+        try:
+            s.sendto(b"seq %d\n" % n, peer)
+        except OSError as e:  # e.g. EHOSTUNREACH while the gateway moves: keep the stream going
+            out("send-error %d %s" % (n, e.errno))
+        time.sleep(a.interval)
+
+
+def udp_stream_client(a):
+    """Sends one datagram (so the flow is created from the inside), then prints "recv SEQ GAP_MS" per datagram."""
+    s = socket.socket(family_of(a.host), socket.SOCK_DGRAM)
+    s.connect((a.host, a.port))
+    s.send(b"hello\n")
+    out("sent %s %d" % s.getsockname()[:2])
+    last = None
+    while True:
+        try:
+            data = s.recv(65536)
+        except OSError as e:  # ICMP port unreachable before the server is up: not fatal for a stream
+            out("error %s" % (e.errno,))
+            continue
+        now = time.monotonic()
+        gap = 0 if last is None else int((now - last) * 1000)
+        last = now
+        out("recv %s %d" % (data.split(b" ")[-1].strip().decode(), gap))
+
 # --- ICMP echo ---------------------------------------------------------------------------------------------------
 
 def inet_checksum(data):
@@ -390,6 +426,8 @@ def main():
     add("tcp-once", tcp_once, host, port)
     add("udp-server", udp_server, port)
     add("udp-once", udp_once, host, port, hold)
+    add("udp-stream-server", udp_stream_server, port, ("--interval", {"type": float, "default": 0.1}))
+    add("udp-stream-client", udp_stream_client, host, port)
     add("udp-flood", udp_flood, host, ("--count", {"type": int, "required": True}),
         ("--base-port", {"type": int, "default": 1024}), ("--ports", {"type": int, "default": 60000}))
     add("ping", ping, host, ("--count", {"type": int, "default": 1}), ("--ident", {"type": int, "default": 0}))

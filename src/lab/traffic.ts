@@ -243,3 +243,70 @@ export async function udpFlood(
   const [, sent, ms] = (lines.find((l) => l.startsWith('sent')) ?? 'sent 0 0').split(' ');
   return { sent: Number(sent), elapsedMs: Number(ms) };
 }
+
+export interface UdpStreamStats {
+  /** Datagrams received by the client. */
+  received: number;
+  /** Highest sequence number seen; lastSeq - received = datagrams lost on the way. */
+  lastSeq: number;
+  /** Longest time between two datagrams: the outage a failover caused. */
+  maxGapMs: number;
+  /** Client's own address and port (the flow's orig src/sport). */
+  local?: { addr: string; port: number };
+}
+
+export interface UdpStream extends Stoppable {
+  readonly stats: UdpStreamStats;
+  /** Resolves once `n` datagrams in total have arrived; rejects after timeoutMs or if the client ends. */
+  waitForDatagrams(n: number, timeoutMs?: number): Promise<void>;
+}
+
+/**
+ * A server-to-client UDP stream: the client sends one datagram (so the flow is created from the inside, the only
+ * direction a strict firewall admits), then the server sends "seq N" every intervalMs and the client counts gaps.
+ */
+export async function udpStream(lab: Lab, e: Endpoints & { intervalMs?: number }): Promise<UdpStream> {
+  const server = await spawnReady(lab, e.serverNs, ['udp-stream-server', '--port', e.serverPort ?? e.port, '--interval', (e.intervalMs ?? 100) / 1000]);
+  const stats: UdpStreamStats = { received: 0, lastSeq: 0, maxGapMs: 0 };
+  const waiters = new Set<() => void>();
+  const client = lab.spawn(e.clientNs, py(['udp-stream-client', '--host', e.host, '--port', e.port]), {
+    onLine: (line) => {
+      const [kind, a, b] = line.split(' ');
+      if (kind === 'sent') stats.local = { addr: a!, port: Number(b) };
+      if (kind === 'recv') {
+        stats.received++;
+        stats.lastSeq = Math.max(stats.lastSeq, Number(a));
+        if (stats.received > 1) stats.maxGapMs = Math.max(stats.maxGapMs, Number(b));
+      }
+      for (const w of waiters) w();
+    },
+  });
+  let ended = false;
+  void client.exited.then(() => {
+    ended = true;
+    for (const w of waiters) w();
+  });
+  return {
+    stats,
+    waitForDatagrams(n, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = (): void => {
+          if (stats.received >= n) done(resolve);
+          else if (ended) done(() => reject(new LabError(`udp stream client ended after ${stats.received} datagrams: ${client.stderrTail.join(' | ')}`)));
+        };
+        const timer = setTimeout(() => done(() => reject(new LabError(`only ${stats.received}/${n} datagrams within ${timeoutMs} ms`))), timeoutMs);
+        const done = (f: () => void): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          f();
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop() {
+      await client.stop();
+      await server.stop();
+    },
+  };
+}

@@ -236,6 +236,18 @@ export class LocalTable {
     return pend;
   }
 
+  /** Abandons a resync whose dump failed: nothing is removed, and events are no longer tracked for it. */
+  abortResync(): void {
+    this.table.abortSweep();
+    this.pending = undefined;
+    this.touchedInResync = undefined;
+  }
+
+  /** True between beginResync() and endResync()/abortResync(). */
+  get resyncing(): boolean {
+    return this.pending !== undefined;
+  }
+
   /** Makes the table equal to a complete dump and says exactly what differed. */
   diff(dump: Iterable<Flow>): DiffResult {
     this.beginResync();

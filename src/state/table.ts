@@ -990,6 +990,11 @@ export class FlowTable {
     this.sweeping = true;
   }
 
+  /** Abandons a sweep without removing anything (its dump failed). */
+  abortSweep(): void {
+    this.sweeping = false;
+  }
+
   get isSweeping(): boolean {
     return this.sweeping;
   }

@@ -5,10 +5,12 @@ import { Lab } from '../../src/lab/netns.js';
 import { routerLab, type NatMode, type RouterLab } from '../../src/lab/topology.js';
 import * as traffic from '../../src/lab/traffic.js';
 import { Conntrack } from '../../src/kernel/conntrack.js';
-import { EventStream } from '../../src/kernel/events.js';
 import { flowFromJson } from '../../src/kernel/json.js';
 import { Ips, TcpState, type Flow } from '../../src/kernel/types.js';
-import { TableView } from '../../src/cli/watch-view.js';
+import { KernelMirror } from '../../src/state/mirror.js';
+import { systemClock } from '../../src/state/clock.js';
+import { silentLogger } from '../../src/daemon/log.js';
+import { spawn } from 'node:child_process';
 import { listDocument } from '../../src/cli/flow-file.js';
 import {
   comparableKey,
@@ -20,7 +22,7 @@ import {
   toComparable,
   type ComparableFlow,
 } from '../helpers/conntrack-cli.js';
-import { cannotRun, runCtsync } from '../helpers/env.js';
+import { CTSYNC_BIN, cannotRun, runCtsync } from '../helpers/env.js';
 
 const PREFIX = 'ctsk-';
 const reason = cannotRun(['ip', 'nft', 'conntrack', 'python3'], true);
@@ -249,31 +251,52 @@ describe.skipIf(reason !== undefined)('kernel bridge (real kernel)', () => {
     });
 
     test('an event overrun under a flood is survived and the resynced view equals conntrack -L', async () => {
-      const events = new EventStream({ netns: ns, rcvbuf: 4096 });
+      const mirror = new KernelMirror({ netns: ns, rcvbuf: 4096, clock: systemClock, log: silentLogger });
       const writer = new Conntrack({ netns: ns });
-      events.ourPorts.add(-1); // tag nothing as ours: the view must follow every write
-      let resyncs = 0;
-      const view = new TableView(ct, events, () => {}, () => resyncs++);
+      let overrunResyncs = 0;
+      mirror.onResync = (_d, reason) => reason === 'overrun' && overrunResyncs++;
       try {
-        await view.start();
+        await mirror.start();
         const flows = Array.from({ length: 20_000 }, (_, i) => udpFlow(i));
-        // churn: create many, then delete a third of them, while the tiny buffer overflows
+        // churn from another writer (not ours, so the mirror must follow it), while the tiny buffer overflows
         expect((await writer.write(flows.map((flow) => ({ op: 'create', flow })))).counts.created).toBe(flows.length);
         expect((await writer.write(flows.filter((_, i) => i % 3 === 0).map((flow) => ({ op: 'delete', flow })))).counts.deleted).toBe(6667);
         await new Promise((r) => setTimeout(r, 300));
-        await view.settled();
-        expect(events.stats.overruns).toBeGreaterThan(0);
-        expect(resyncs).toBeGreaterThan(0);
+        await mirror.settled();
+        expect(mirror.events.stats.overruns).toBeGreaterThan(0);
+        expect(overrunResyncs).toBeGreaterThan(0);
         const kernel = byKey((await listFlows(lab, ns)).map(toComparable));
-        const mine = byKey([...view.flows.values()].map(flowToComparable));
+        const mine = new Map<string, ComparableFlow>();
+        mirror.local.forEach((k) => {
+          const c = flowToComparable(mirror.local.get(k)!);
+          mine.set(comparableKey(c), c);
+        });
         expect(kernel.size).toBe(flows.length - 6667);
         expect([...mine.keys()].sort()).toEqual([...kernel.keys()].sort());
         for (const [k, c] of mine) expect(c).toEqual(kernel.get(k));
       } finally {
-        events.close();
+        mirror.close();
         writer.close();
-        await ct.flush();
       }
+    });
+
+    test('ct watch prints events as JSON lines and survives an overrun with a resync line', async () => {
+      const child = spawn(process.execPath, [CTSYNC_BIN, 'ct', 'watch', '--json', '--netns', ns, '--rcvbuf', '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (text += d));
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        const flows = Array.from({ length: 5000 }, (_, i) => udpFlow(i));
+        await ct.write(flows.map((flow) => ({ op: 'create', flow })));
+        const until = Date.now() + 10_000;
+        while (!text.includes('"event":"resync"') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+        const lines = text.trim().split('\n').map((l) => JSON.parse(l) as { event: string; flow?: { l4: string } });
+        expect(lines.some((l) => l.event === 'new' && l.flow?.l4 === 'udp')).toBe(true);
+        expect(lines.some((l) => l.event === 'resync')).toBe(true);
+      } finally {
+        child.kill('SIGTERM');
+      }
+      expect(await new Promise((r) => child.on('close', r))).toBe(0);
     });
   });
 });

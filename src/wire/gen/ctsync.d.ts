@@ -251,6 +251,18 @@ export namespace ctsync {
 
         /** non-zero while this frame belongs to a bulk transfer */
         bulkId?: (number|null);
+
+        /**
+         * Indexes into `entries` of flows that are a new connection on their tuple since the sender last sent that key
+         * (the kernel re-created the entry): the receiver replaces instead of merging, so a TCP state may go back.
+         */
+        reborn?: (number[]|null);
+
+        /**
+         * Each entry is the sender's complete current state (bulk, resume after a gap, digest repair): the receiver
+         * replaces what it holds instead of merging monotonically.
+         */
+        authoritative?: (boolean|null);
     }
 
     /** Full current state of many flows (never a delta: the receiver replaces what it held under each key). */
@@ -270,6 +282,18 @@ export namespace ctsync {
 
         /** non-zero while this frame belongs to a bulk transfer */
         public bulkId: number;
+
+        /**
+         * Indexes into `entries` of flows that are a new connection on their tuple since the sender last sent that key
+         * (the kernel re-created the entry): the receiver replaces instead of merging, so a TCP state may go back.
+         */
+        public reborn: number[];
+
+        /**
+         * Each entry is the sender's complete current state (bulk, resume after a gap, digest repair): the receiver
+         * replaces what it holds instead of merging monotonically.
+         */
+        public authoritative: boolean;
 
         /**
          * Encodes the specified Upsert message. Does not implicitly {@link ctsync.Upsert.verify|verify} messages.

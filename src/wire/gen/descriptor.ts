@@ -163,6 +163,15 @@ export const descriptor: INamespace = {
             "bulkId": {
               "type": "uint64",
               "id": 3
+            },
+            "reborn": {
+              "rule": "repeated",
+              "type": "uint32",
+              "id": 4
+            },
+            "authoritative": {
+              "type": "bool",
+              "id": 5
             }
           }
         },

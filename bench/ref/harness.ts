@@ -1,0 +1,262 @@
+// The side-by-side sync benchmark's shared ground: the two-node topology, the burst workload, process and link
+// counters, and the SyncPair contract that conntrackd (bench/ref/conntrackd.ts) and ctsync both implement.
+import { readdirSync, readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { Conntrack, type WriteReport } from '../../src/kernel/conntrack.js';
+import type { Flow } from '../../src/kernel/types.js';
+import type { Lab } from '../../src/lab/netns.js';
+import { assertNoHostOverlap, LAB_V4_BASE } from '../../src/lab/topology.js';
+
+/** Namespace prefix of every lab this harness builds (Lab.sweep('ctsr-') cleans up after a crash). */
+export const REF_PREFIX = 'ctsr-';
+
+/** Two firewall nodes joined by a dedicated sync link (a veth), nothing else: the sync daemons' only path. */
+export interface SyncTopology {
+  lab: Lab;
+  /** Full namespace names: `act` writes the burst, `sby` receives the replica. */
+  act: string;
+  sby: string;
+  /** The veth end in each namespace. */
+  actIf: string;
+  sbyIf: string;
+  /** Sync-link IPv4 addresses (no prefix length) and the prefix length. */
+  actAddr: string;
+  sbyAddr: string;
+  prefixLen: number;
+}
+
+const SYNC_SUBNET = `${LAB_V4_BASE}.250`; // inside the lab range, which assertNoHostOverlap() guards
+
+/** Builds act ↔ sby over one veth (`sync0` on both sides) with /30 addresses. */
+export async function syncTopology(lab: Lab): Promise<SyncTopology> {
+  await assertNoHostOverlap();
+  const act = await lab.addNamespace('act');
+  const sby = await lab.addNamespace('sby');
+  const ifname = 'sync0';
+  await lab.addVeth(act, ifname, sby, ifname);
+  const topo: SyncTopology = { lab, act, sby, actIf: ifname, sbyIf: ifname, actAddr: `${SYNC_SUBNET}.1`, sbyAddr: `${SYNC_SUBNET}.2`, prefixLen: 30 };
+  await lab.addAddress(act, ifname, `${topo.actAddr}/${topo.prefixLen}`);
+  await lab.addAddress(sby, ifname, `${topo.sbyAddr}/${topo.prefixLen}`);
+  return topo;
+}
+
+/**
+ * What a sync implementation must offer the benchmark. Both daemons are started and ready (listening, linked)
+ * when the factory resolves; every method may be called repeatedly.
+ */
+export interface SyncPair {
+  /** Short name for the results ('conntrackd', 'ctsync'). */
+  readonly impl: string;
+  readonly topo: SyncTopology;
+  /** PIDs of the daemon processes themselves (not wrappers): CPU and RSS are read from /proc/PID. */
+  readonly activePid: number;
+  readonly standbyPid: number;
+  /** Entries the standby daemon holds for its peer (conntrackd: external cache; ctsync: peer table). Cheap: it is polled. */
+  peerTableSize(): Promise<number>;
+  /** Entries the active daemon holds for its own kernel table (conntrackd: internal cache; ctsync: local table). */
+  localTableSize(): Promise<number>;
+  /** Writes the standby's replica into the standby kernel table, as a failover would; resolves when the daemon says it is done. */
+  commit(): Promise<CommitResult>;
+  /** Implementation-specific counters worth keeping next to the figures (overruns, drops, lost messages). */
+  diagnostics(): Promise<Record<string, number | string>>;
+  /** Stops both daemons (by PID) and removes their files. The lab's namespaces stay for the caller to tear down. */
+  stop(): Promise<void>;
+}
+
+export interface CommitResult {
+  /** Wall time of the commit request, as the operator's command experiences it. */
+  durationMs: number;
+  /** Free-form output of the command, for the record. */
+  output: string;
+}
+
+/**
+ * Factory signature: `conntrackdPair` has it; `ctsyncPair(lab, opts)` is the lead's to write with the same.
+ * It builds the topology with syncTopology(lab) unless opts.topo is given, starts both daemons and resolves
+ * once they are linked.
+ */
+export type SyncPairFactory = (lab: Lab, opts: PairOptions) => Promise<SyncPair>;
+
+export interface PairOptions {
+  /** Entries the run will hold at most; daemons size their caches/limits from it. Default 1_000_000. */
+  capacity?: number;
+  /** Directory for configs, sockets, lock files and logs (created if missing). Default: a fresh mkdtemp under /tmp. */
+  workDir?: string;
+  /** An existing topology to start in. Default: syncTopology(lab). */
+  topo?: SyncTopology;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Workload
+
+const DPORTS = [443, 80, 22, 53, 8080];
+
+/**
+ * n distinct established TCP flows, deterministic for (n, offset): client 172.20.x.y:sport → server
+ * 172.21.0.z:dport, unNATed. Up to 16 x 65536 x 5 distinct tuples. These addresses never route anywhere:
+ * the entries are written straight into the table.
+ */
+export function burstFlows(n: number, offset = 0): Flow[] {
+  const flows = new Array<Flow>(n);
+  for (let k = 0; k < n; k++) {
+    const i = k + offset;
+    const src = `172.20.${(i >>> 8) & 255}.${i & 255}`;
+    const dst = `172.21.0.${1 + ((i >>> 16) & 15)}`;
+    const sport = 10000 + ((i >>> 20) & 1023) * 37 + (i % 7);
+    const dport = DPORTS[(i >>> 16) % DPORTS.length]!;
+    flows[k] = {
+      family: 2,
+      orig: { src, dst, proto: 6, sport, dport },
+      reply: { src: dst, dst: src, proto: 6, sport: dport, dport: sport },
+      status: 0x0e, // SEEN_REPLY | ASSURED | CONFIRMED
+      timeout: 3600,
+      protoinfo: { tcp: { state: 3, wscaleOrig: 7, wscaleReply: 7, flagsOrig: 0x0b, flagsReply: 0x0b } },
+    };
+  }
+  return flows;
+}
+
+export interface BurstResult {
+  /** performance.now() when the last batch was acknowledged by the kernel: the "last insert". */
+  lastInsertAt: number;
+  firstInsertAt: number;
+  report: WriteReport;
+}
+
+/**
+ * Creates n flows in ns's conntrack table with batched ctnetlink writes (256 per sendmsg), as fast as the
+ * kernel takes them. Flows are built before the clock starts.
+ */
+export async function burst(ns: string, n: number, offset = 0): Promise<BurstResult> {
+  const ops = burstFlows(n, offset).map((flow) => ({ op: 'create' as const, flow }));
+  const ct = new Conntrack({ netns: ns });
+  try {
+    const firstInsertAt = performance.now();
+    const report = await ct.write(ops);
+    const lastInsertAt = performance.now();
+    return { firstInsertAt, lastInsertAt, report };
+  } finally {
+    ct.close();
+  }
+}
+
+/** Entries in ns's kernel table (per-namespace nf_conntrack_count: no dump needed). */
+export async function kernelCount(lab: Lab, ns: string): Promise<number> {
+  const r = await lab.exec(ns, ['cat', '/proc/sys/net/netfilter/nf_conntrack_count']);
+  return Number(r.stdout.trim());
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Process and link counters
+
+/** utime + stime of a process (all threads) in seconds, from /proc/PID/stat; resolution 1/CLK_TCK (10 ms). */
+export function cpuSecondsStat(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // comm may contain spaces and parentheses: fields start after the last ')'
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]); // field 14 of proc(5)
+  const stime = Number(fields[12]); // field 15
+  return (utime + stime) / 100; // CLK_TCK is 100 on Linux x86_64 (getconf CLK_TCK)
+}
+
+/** On-CPU time of every thread, nanosecond accounting (/proc/PID/task/TID/schedstat, first field), in seconds. */
+export function cpuSeconds(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    return ns / 1e9;
+  } catch {
+    return cpuSecondsStat(pid); // schedstat missing (CONFIG_SCHEDSTATS off): tick-based figure
+  }
+}
+
+/** Resident set size (VmRSS) in bytes. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+export interface LinkCounters {
+  txBytes: number;
+  txPackets: number;
+  rxBytes: number;
+  rxPackets: number;
+}
+
+/** The interface's stats64 inside ns. Bytes are L2 frames as the veth counts them (Ethernet header, no FCS). */
+export async function linkCounters(lab: Lab, ns: string, ifname: string): Promise<LinkCounters> {
+  const r = await lab.ip(ns, ['-j', '-s', 'link', 'show', 'dev', ifname]);
+  const s = (JSON.parse(r.stdout) as { stats64: { tx: { bytes: number; packets: number }; rx: { bytes: number; packets: number } } }[])[0]!.stats64;
+  return { txBytes: s.tx.bytes, txPackets: s.tx.packets, rxBytes: s.rx.bytes, rxPackets: s.rx.packets };
+}
+
+export function diffCounters(a: LinkCounters, b: LinkCounters): LinkCounters {
+  return { txBytes: b.txBytes - a.txBytes, txPackets: b.txPackets - a.txPackets, rxBytes: b.rxBytes - a.rxBytes, rxPackets: b.rxPackets - a.rxPackets };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Waiting
+
+export interface PollResult {
+  /** performance.now() of the first poll whose answer satisfied the condition (answer received). */
+  doneAt: number;
+  /** performance.now() when that poll was sent: the condition became true somewhere in (prevAnswerAt, doneAt]. */
+  sentAt: number;
+  /** Answer time of the poll before it: the condition was still false then. */
+  prevAnswerAt: number;
+  polls: number;
+  /** Mean time between consecutive polls' answers: the measurement's resolution. */
+  meanIntervalMs: number;
+  lastValue: number;
+  /** When the first poll was sent and answered: splits a slow first answer into our delay and the daemon's. */
+  firstSentAt: number;
+  firstAnswerAt: number;
+}
+
+/**
+ * Calls probe back to back (plus intervalMs of sleep) until pred(value) holds or timeoutMs passes. Back-to-back
+ * polling costs CPU on the machine; the resolution it reaches is reported, not assumed.
+ */
+export async function pollUntil(
+  probe: () => Promise<number>,
+  pred: (v: number) => boolean,
+  opts: { intervalMs?: number; timeoutMs?: number } = {},
+): Promise<PollResult> {
+  const intervalMs = opts.intervalMs ?? 0;
+  const deadline = performance.now() + (opts.timeoutMs ?? 60_000);
+  const start = performance.now();
+  let prevAnswerAt = start;
+  let polls = 0;
+  let firstSentAt = NaN;
+  let firstAnswerAt = NaN;
+  for (;;) {
+    const sentAt = performance.now();
+    const v = await probe();
+    const at = performance.now();
+    if (polls++ === 0) [firstSentAt, firstAnswerAt] = [sentAt, at];
+    if (pred(v)) return { doneAt: at, sentAt, prevAnswerAt, polls, meanIntervalMs: (at - start) / polls, lastValue: v, firstSentAt, firstAnswerAt };
+    if (at > deadline) throw new Error(`condition not reached within ${opts.timeoutMs ?? 60_000} ms (last value ${v})`);
+    prevAnswerAt = at;
+    if (intervalMs > 0) await sleep(intervalMs);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Waits until f() returns the same value for quietMs (sampled every stepMs), e.g. link counters at rest. */
+export async function waitQuiet<T>(f: () => Promise<T>, same: (a: T, b: T) => boolean, quietMs = 300, stepMs = 50, timeoutMs = 30_000): Promise<T> {
+  const deadline = performance.now() + timeoutMs;
+  let last = await f();
+  let since = performance.now();
+  for (;;) {
+    await sleep(stepMs);
+    const cur = await f();
+    if (!same(last, cur)) {
+      last = cur;
+      since = performance.now();
+    } else if (performance.now() - since >= quietMs) return cur;
+    if (performance.now() > deadline) return cur;
+  }
+}

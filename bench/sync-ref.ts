@@ -1,0 +1,386 @@
+// Sync benchmark on the two-node lab: burst latency to the standby, active CPU, wire bytes, memory and commit rate.
+//
+// Run by hand, as root (never a timed test):
+//   npm run build && node dist/bench/sync-ref.js [--impl conntrackd] [--n 100000] [--repeats 3] [--big 1000000]
+//                                                [--poll-ms 0] [--out bench/results]
+//   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
+// Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
+// bursts n flows into act's kernel table with batched ctnetlink writes, and measures:
+//   (a) last insert acknowledged → the standby daemon reports all n in its peer table (back-to-back polls of its
+//       control socket; the mean poll interval is the resolution and is reported);
+//   (b) active daemon CPU (schedstat, ns accounting) from before the burst until the sync link is quiet, per 10k;
+//   (c) bytes on the sync veth (L2 frames) from act to sby, and both directions, per entry;
+//   (d) RSS growth of both daemons per entry;
+//   (e) commit of the standby's replica into its empty kernel table: entries/s.
+// --big N repeats (a)-(e) once at N entries when the host's nf_conntrack_max allows it (the per-namespace limit can
+// only be lowered below the host's, and this script never changes host sysctls).
+// Writes OUT/<impl>-ref.json and OUT/<impl>-ref.md; the markdown also sets the figures beside DOMAIN.md's.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { execFileSync } from 'node:child_process';
+import { Lab } from '../src/lab/netns.js';
+import { conntrackdPair, type ConntrackdPair } from './ref/conntrackd.js';
+import {
+  REF_PREFIX,
+  burst,
+  cpuSeconds,
+  cpuSecondsStat,
+  diffCounters,
+  kernelCount,
+  linkCounters,
+  pollUntil,
+  rssBytes,
+  sleep,
+  waitQuiet,
+  type LinkCounters,
+  type SyncPair,
+  type SyncPairFactory,
+} from './ref/harness.js';
+
+/** Implementations the benchmark knows. The lead adds `ctsync: ctsyncPair` (same SyncPairFactory signature). */
+const IMPLS: Record<string, SyncPairFactory> = {
+  conntrackd: conntrackdPair,
+};
+
+/** DOMAIN.md's figures for conntrackd 1.4.7 measured on this machine, for the comparison column. */
+const DOMAIN_FIGURES = {
+  latencyMs: '10-25',
+  cpuSecondsPer10k: 0.064,
+  wireBytesPerEntry: 88,
+  rssBytesPerEntryActive: 528,
+  rssBytesPerEntryStandby: 464,
+  commitPerSec: 82_000,
+};
+
+interface Args {
+  impl: string;
+  n: number;
+  repeats: number;
+  big: number;
+  pollMs: number;
+  out: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results' };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    const v = argv[i + 1];
+    const num = (): number => {
+      const x = Number(v);
+      if (!Number.isInteger(x) || x < 0) throw new Error(`${k} needs a non-negative integer, got ${v}`);
+      i++;
+      return x;
+    };
+    if (k === '--') continue;
+    else if (k === '--impl') (a.impl = v ?? ''), i++;
+    else if (k === '--n') a.n = num();
+    else if (k === '--repeats') a.repeats = num();
+    else if (k === '--big') a.big = num();
+    else if (k === '--poll-ms') a.pollMs = num();
+    else if (k === '--out') (a.out = v ?? a.out), i++;
+    else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
+  }
+  if (!IMPLS[a.impl]) throw new Error(`--impl must be one of ${Object.keys(IMPLS).join(', ')}`);
+  return a;
+}
+
+interface RunResult {
+  n: number;
+  insert: { durationMs: number; perSec: number; created: number; failed: number };
+  latency: {
+    /** last insert acknowledged → a poll answer showing all n (what an observer sees). */
+    ms: number;
+    /** Lower bound: the poll answered before the successful one still showed fewer (0 if the first poll succeeded). */
+    lowerBoundMs: number;
+    /** Peer-table size in the first answer after the last insert. */
+    atLastInsert: number;
+    polls: number;
+    resolutionMs: number;
+    /** last insert → first poll sent (our own delay), and that poll's round trip (the daemon's answer time). */
+    firstPollSentAfterMs: number;
+    firstPollRttMs: number;
+    /** Wall time of one `conntrackd -s`-style client process poll (CLI cross-check), when the pair offers one. */
+    cliPollMs: number;
+  };
+  cpu: { activeSecondsAtSync: number; activeSeconds: number; activeTickSeconds: number; standbySeconds: number; activePer10k: number; standbyPer10k: number };
+  wire: { actTx: LinkCounters; sbyTx: LinkCounters; bytesPerEntry: number; bytesPerEntryBothWays: number; udpPayloadPerEntry: number; entriesPerDatagram: number };
+  rss: { activeBefore: number; activeAfter: number; standbyBefore: number; standbyAfter: number; activePerEntry: number; standbyPerEntry: number };
+  commit: { durationMs: number; perSec: number; kernelBefore: number; kernelAfterReturn: number; complete: boolean; completeAfterMs: number; output: string };
+  diagnostics: Record<string, number | string>;
+}
+
+const ETH_IP_UDP = 14 + 20 + 8;
+
+async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number): Promise<RunResult> {
+  const lab = new Lab({ prefix: REF_PREFIX });
+  let pair: SyncPair | undefined;
+  try {
+    pair = await factory(lab, { capacity: n });
+    const { topo } = pair;
+    await sleep(300); // let the daemons' startup work (initial dump, first alive messages) finish
+    const baseLocal = await pair.localTableSize();
+    const basePeer = await pair.peerTableSize();
+    const rssA0 = rssBytes(pair.activePid);
+    const rssS0 = rssBytes(pair.standbyPid);
+    const cpuA0 = cpuSeconds(pair.activePid);
+    const tickA0 = cpuSecondsStat(pair.activePid);
+    const cpuS0 = cpuSeconds(pair.standbyPid);
+    const linkA0 = await linkCounters(lab, topo.act, topo.actIf);
+    const linkS0 = await linkCounters(lab, topo.sby, topo.sbyIf);
+
+    // (a) the burst, then poll the standby until it holds everything
+    const b = await burst(topo.act, n);
+    const target = basePeer + n;
+    let first = -1;
+    const peer = pair;
+    const poll = await pollUntil(
+      async () => {
+        const v = await peer.peerTableSize();
+        if (first < 0) first = v - basePeer;
+        return v;
+      },
+      (v) => v >= target,
+      { intervalMs: pollMs, timeoutMs: 120_000 },
+    );
+    const cpuAtSync = cpuSeconds(pair.activePid);
+
+    // (b)(c) wait for the link to fall quiet (acks, last retransmissions), then read CPU and bytes
+    const sameLink = (x: LinkCounters, y: LinkCounters): boolean => x.txPackets === y.txPackets && x.rxPackets === y.rxPackets;
+    const linkA1 = await waitQuiet(() => linkCounters(lab, topo.act, topo.actIf), sameLink, 500, 50);
+    const linkS1 = await linkCounters(lab, topo.sby, topo.sbyIf);
+    const cpuA1 = cpuSeconds(pair.activePid);
+    const tickA1 = cpuSecondsStat(pair.activePid);
+    const cpuS1 = cpuSeconds(pair.standbyPid);
+    const actTx = diffCounters(linkA0, linkA1);
+    const sbyTx = diffCounters(linkS0, linkS1);
+
+    // (d) memory at n
+    const rssA1 = rssBytes(pair.activePid);
+    const rssS1 = rssBytes(pair.standbyPid);
+    const localNow = await pair.localTableSize();
+    const diagnostics = await pair.diagnostics();
+    let cliPollMs = NaN;
+    const cliProbe = (pair as Partial<ConntrackdPair>).statsExternalCli;
+    if (cliProbe) {
+      const t = performance.now();
+      const v = await cliProbe();
+      cliPollMs = performance.now() - t;
+      if (v !== poll.lastValue) diagnostics['cliPollMismatch'] = `${v} vs ${poll.lastValue}`;
+    }
+    diagnostics['active.localTableGrowth'] = localNow - baseLocal;
+
+    // (e) commit into the standby's (empty) kernel table
+    const kBefore = await kernelCount(lab, topo.sby);
+    const c = await pair.commit();
+    const returnedAt = performance.now();
+    const kAfter = await kernelCount(lab, topo.sby);
+    let complete = kAfter - kBefore >= n;
+    let completeAfterMs = 0;
+    if (!complete) {
+      // the command returned before the kernel held everything: measure how much later it does
+      const p = await pollUntil(() => kernelCount(lab, topo.sby), (v) => v - kBefore >= n, { intervalMs: 5, timeoutMs: 120_000 }).catch(() => undefined);
+      complete = p !== undefined;
+      completeAfterMs = p ? p.doneAt - returnedAt : NaN;
+    }
+
+    const insertMs = b.lastInsertAt - b.firstInsertAt;
+    return {
+      n,
+      insert: { durationMs: insertMs, perSec: n / (insertMs / 1000), created: b.report.counts.created, failed: b.report.counts.failed },
+      latency: {
+        ms: poll.doneAt - b.lastInsertAt,
+        lowerBoundMs: poll.polls > 1 ? Math.max(0, poll.prevAnswerAt - b.lastInsertAt) : 0,
+        atLastInsert: first,
+        polls: poll.polls,
+        resolutionMs: poll.meanIntervalMs,
+        firstPollSentAfterMs: poll.firstSentAt - b.lastInsertAt,
+        firstPollRttMs: poll.firstAnswerAt - poll.firstSentAt,
+        cliPollMs,
+      },
+      cpu: {
+        activeSecondsAtSync: cpuAtSync - cpuA0,
+        activeSeconds: cpuA1 - cpuA0,
+        activeTickSeconds: tickA1 - tickA0,
+        standbySeconds: cpuS1 - cpuS0,
+        activePer10k: ((cpuA1 - cpuA0) / n) * 10_000,
+        standbyPer10k: ((cpuS1 - cpuS0) / n) * 10_000,
+      },
+      wire: {
+        actTx,
+        sbyTx,
+        bytesPerEntry: actTx.txBytes / n,
+        bytesPerEntryBothWays: (actTx.txBytes + actTx.rxBytes) / n,
+        udpPayloadPerEntry: (actTx.txBytes - actTx.txPackets * ETH_IP_UDP) / n,
+        entriesPerDatagram: n / actTx.txPackets,
+      },
+      rss: {
+        activeBefore: rssA0,
+        activeAfter: rssA1,
+        standbyBefore: rssS0,
+        standbyAfter: rssS1,
+        activePerEntry: (rssA1 - rssA0) / n,
+        standbyPerEntry: (rssS1 - rssS0) / n,
+      },
+      commit: {
+        durationMs: c.durationMs,
+        perSec: n / (c.durationMs / 1000),
+        kernelBefore: kBefore,
+        kernelAfterReturn: kAfter,
+        complete,
+        completeAfterMs,
+        output: c.output,
+      },
+      diagnostics,
+    };
+  } finally {
+    await pair?.stop().catch(() => {});
+    await lab.teardown();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Aggregation and reports
+
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+function spread(values: number[]): Spread {
+  const s = [...values].sort((x, y) => x - y);
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0]!, max: s[s.length - 1]!, values };
+}
+
+const METRICS: { key: string; label: string; get: (r: RunResult) => number; digits: number; domain?: string }[] = [
+  { key: 'latencyMs', label: 'last insert → standby holds all (ms)', get: (r) => r.latency.ms, digits: 2, domain: DOMAIN_FIGURES.latencyMs },
+  { key: 'latencyResolutionMs', label: '  poll resolution (ms)', get: (r) => r.latency.resolutionMs, digits: 3 },
+  { key: 'firstPollSentAfterMs', label: '  first poll sent after last insert (ms)', get: (r) => r.latency.firstPollSentAfterMs, digits: 2 },
+  { key: 'firstPollRttMs', label: '  first poll round trip (ms)', get: (r) => r.latency.firstPollRttMs, digits: 2 },
+  { key: 'cliPollMs', label: '  one CLI poll (`conntrackd -s` process), ms', get: (r) => r.latency.cliPollMs, digits: 2 },
+  { key: 'atLastInsert', label: '  standby already holding at last insert', get: (r) => r.latency.atLastInsert, digits: 0 },
+  { key: 'cpuActivePer10k', label: 'active CPU s per 10k', get: (r) => r.cpu.activePer10k, digits: 4, domain: String(DOMAIN_FIGURES.cpuSecondsPer10k) },
+  { key: 'cpuActiveTickPer10k', label: '  same from /proc/PID/stat ticks (10 ms)', get: (r) => (r.cpu.activeTickSeconds / r.n) * 10_000, digits: 4 },
+  { key: 'cpuStandbyPer10k', label: 'standby CPU s per 10k', get: (r) => r.cpu.standbyPer10k, digits: 4 },
+  { key: 'wireBytesPerEntry', label: 'wire bytes per entry (act→sby, L2)', get: (r) => r.wire.bytesPerEntry, digits: 1, domain: String(DOMAIN_FIGURES.wireBytesPerEntry) },
+  { key: 'wireBytesPerEntryBothWays', label: 'wire bytes per entry (both ways)', get: (r) => r.wire.bytesPerEntryBothWays, digits: 1 },
+  { key: 'udpPayloadPerEntry', label: 'UDP payload bytes per entry', get: (r) => r.wire.udpPayloadPerEntry, digits: 1 },
+  { key: 'entriesPerDatagram', label: 'entries per datagram', get: (r) => r.wire.entriesPerDatagram, digits: 1 },
+  { key: 'rssActivePerEntry', label: 'RSS bytes per entry, active', get: (r) => r.rss.activePerEntry, digits: 0, domain: `~${DOMAIN_FIGURES.rssBytesPerEntryActive}` },
+  { key: 'rssStandbyPerEntry', label: 'RSS bytes per entry, standby', get: (r) => r.rss.standbyPerEntry, digits: 0, domain: `~${DOMAIN_FIGURES.rssBytesPerEntryStandby}` },
+  { key: 'commitPerSec', label: 'commit entries/s (empty table)', get: (r) => r.commit.perSec, digits: 0, domain: `~${DOMAIN_FIGURES.commitPerSec}` },
+  { key: 'commitMs', label: '  commit duration (ms)', get: (r) => r.commit.durationMs, digits: 0 },
+  { key: 'insertPerSec', label: 'burst insert rate on active (entries/s)', get: (r) => r.insert.perSec, digits: 0 },
+];
+
+function summarize(runs: RunResult[]): Record<string, Spread> {
+  const out: Record<string, Spread> = {};
+  for (const m of METRICS) out[m.key] = spread(runs.map(m.get));
+  return out;
+}
+
+const fmt = (x: number, d: number): string => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+function markdown(impl: string, env: Record<string, unknown>, sets: { n: number; runs: RunResult[]; summary: Record<string, Spread> }[], skipped: string[]): string {
+  const lines = [`# ${impl} sync reference (${String(env.date)})`, ''];
+  lines.push(`Command: \`${String(env.command)}\`  `);
+  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}, ${String(env.implVersion)}.`, '');
+  for (const s of sets) {
+    lines.push(`## ${s.n} entries, ${s.runs.length} run(s): median [min – max]`, '');
+    lines.push('| metric | median | spread | DOMAIN.md |', '|---|---:|---:|---:|');
+    for (const m of METRICS) {
+      const v = s.summary[m.key]!;
+      lines.push(`| ${m.label} | ${fmt(v.median, m.digits)} | ${fmt(v.min, m.digits)} – ${fmt(v.max, m.digits)} | ${m.domain ?? ''} |`);
+    }
+    const c = s.runs.map((r) => `${r.commit.kernelAfterReturn - r.commit.kernelBefore}/${r.n}`).join(', ');
+    lines.push('', `Kernel entries on the standby when the commit command returned: ${c}.`);
+    const d = s.runs[0]!.diagnostics;
+    lines.push(`Diagnostics (run 1): ${Object.entries(d).map(([k, v]) => `${k}=${v}`).join(', ')}.`, '');
+  }
+  for (const s of skipped) lines.push(`Skipped: ${s}`, '');
+  return lines.join('\n') + '\n';
+}
+
+function hostCtMax(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8').trim());
+  } catch {
+    return 0;
+  }
+}
+
+function implVersion(impl: string): string {
+  if (impl !== 'conntrackd') return impl;
+  try {
+    return execFileSync('conntrackd', ['-v'], { encoding: 'utf8' }).trim().split('\n')[0] ?? 'conntrackd';
+  } catch {
+    return 'conntrackd (version unknown)';
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) {
+    console.error('sync-ref needs root (network namespaces, ctnetlink writes): skipped');
+    process.exit(2);
+  }
+  // An interrupt exits through process.exit so every 'exit' handler runs: the labs' teardown (daemons killed by
+  // process group, namespaces deleted) and the pair's work directory removal.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      console.error(`\n${sig}: tearing down`);
+      process.exit(130);
+    });
+  }
+  const swept = Lab.sweep(REF_PREFIX);
+  if (swept.length) console.error(`removed leftover namespaces: ${swept.join(' ')}`);
+
+  const factory = IMPLS[args.impl]!;
+  const sets: { n: number; runs: RunResult[]; summary: Record<string, Spread> }[] = [];
+  const skipped: string[] = [];
+  const plan: { n: number; repeats: number }[] = [{ n: args.n, repeats: args.repeats }];
+  if (args.big > 0) {
+    const max = hostCtMax();
+    if (max >= args.big + 1000) plan.push({ n: args.big, repeats: 1 });
+    else skipped.push(`${args.big} entries: the host's nf_conntrack_max is ${max}; a namespace cannot hold more (raise it on the host first).`);
+  }
+  for (const p of plan) {
+    const runs: RunResult[] = [];
+    for (let i = 0; i < p.repeats; i++) {
+      const r = await measureOnce(factory, p.n, args.pollMs);
+      runs.push(r);
+      console.error(
+        `${args.impl} n=${p.n} run ${i + 1}/${p.repeats}: latency ${r.latency.ms.toFixed(2)} ms (res ${r.latency.resolutionMs.toFixed(3)}, at-last-insert ${r.latency.atLastInsert}), ` +
+          `cpu ${r.cpu.activePer10k.toFixed(4)} s/10k, wire ${r.wire.bytesPerEntry.toFixed(1)} B/entry, rss ${r.rss.activePerEntry.toFixed(0)}/${r.rss.standbyPerEntry.toFixed(0)} B/entry, ` +
+          `commit ${r.commit.perSec.toFixed(0)}/s (${r.commit.durationMs.toFixed(0)} ms, kernel ${r.commit.kernelAfterReturn - r.commit.kernelBefore})`,
+      );
+    }
+    sets.push({ n: p.n, runs, summary: summarize(runs) });
+  }
+
+  const env = {
+    date: new Date().toISOString(),
+    command: `${/vite-node|\.ts$/.test(process.argv[1] ?? '') ? 'npx vite-node bench/sync-ref.ts --' : 'node dist/bench/sync-ref.js'} ${process.argv.slice(2).join(' ')}`.trim(),
+    kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
+    nproc: execFileSync('nproc', { encoding: 'utf8' }).trim(),
+    implVersion: implVersion(args.impl),
+    hostNfConntrackMax: hostCtMax(),
+    domainFigures: DOMAIN_FIGURES,
+  };
+  mkdirSync(args.out, { recursive: true });
+  const base = join(args.out, `${args.impl}-ref`);
+  writeFileSync(`${base}.json`, JSON.stringify({ impl: args.impl, env, sets, skipped }, null, 2) + '\n');
+  const md = markdown(args.impl, env, sets, skipped);
+  writeFileSync(`${base}.md`, md);
+  process.stdout.write(md);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,157 @@
+// Keeps a LocalTable equal to one kernel table: an initial dump, then events, and a dump-and-diff after every
+// event overrun (the only cure for lost events) and on every periodic timeout refresh.
+import type { Logger } from 'pino';
+import { Conntrack } from '../kernel/conntrack.js';
+import { EventStream } from '../kernel/events.js';
+import type { Flow, FlowEvent } from '../kernel/types.js';
+import type { Clock } from './clock.js';
+import { flowKey } from './key.js';
+import { LocalTable, type DiffResult, type LocalChange } from './local-table.js';
+
+export interface MirrorOptions {
+  netns?: string;
+  /** Event socket buffer (bytes). */
+  rcvbuf?: number;
+  /** Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. */
+  filter?: (f: Flow) => boolean;
+  clock: Clock;
+  log: Logger;
+  /** Versions must keep growing across restarts (see LocalTable). */
+  firstVersion?: number;
+}
+
+export interface MirrorStats {
+  resyncs: number;
+  resyncFailures: number;
+  lastResyncAt: number;
+  lastResyncChanges: number;
+  filtered: number;
+}
+
+/** A refresh: the kernel's remaining timeout for a flow whose copy elsewhere has drifted from it. */
+export interface TimeoutDrift {
+  key: string;
+  timeout: number;
+}
+
+export class KernelMirror {
+  readonly events: EventStream;
+  readonly ct: Conntrack;
+  readonly local: LocalTable;
+  readonly stats: MirrorStats = { resyncs: 0, resyncFailures: 0, lastResyncAt: 0, lastResyncChanges: 0, filtered: 0 };
+  /** A key changed in a way its replicas need (or went away); reborn = a new connection on that tuple. */
+  onChange: (key: string, change: LocalChange, ev?: FlowEvent) => void = () => {};
+  /** A dump-and-diff finished (after an overrun, at start, or on a refresh). */
+  onResync: (diff: DiffResult, reason: string) => void = () => {};
+  private running?: Promise<void>;
+  private again?: string;
+  private readonly filter: (f: Flow) => boolean;
+
+  constructor(private readonly opts: MirrorOptions) {
+    this.filter = opts.filter ?? (() => true);
+    this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
+    // events first: nothing that happens while the first dump runs is lost
+    this.events = new EventStream({ netns: opts.netns, ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}) });
+    this.ct = new Conntrack({ netns: opts.netns });
+    this.events.ourPorts.add(this.ct.portId);
+    this.events.onEvent = (ev) => this.onEvent(ev);
+    this.events.onOverrun = () => {
+      opts.log.warn({ overruns: this.events.stats.overruns }, 'kernel events were lost (socket overrun); resyncing from a dump');
+      void this.resync('overrun');
+    };
+  }
+
+  /** Events first, then the initial dump: the table is exact once this resolves. */
+  async start(): Promise<void> {
+    await this.resync('start');
+  }
+
+  close(): void {
+    this.events.close();
+    this.ct.close();
+  }
+
+  private onEvent(ev: FlowEvent): void {
+    if (ev.kind !== 'destroy' && !this.filter(ev.flow)) {
+      this.stats.filtered++;
+      // it matched before (e.g. a TCP state outside sync.tcpStates now): it leaves the synced set
+      const key = flowKey(ev.flow);
+      if (this.local.has(key)) {
+        const r = this.local.applyEvent({ ...ev, kind: 'destroy' });
+        this.onChange(r.key, r.change, ev);
+      }
+      return;
+    }
+    const r = this.local.applyEvent(ev);
+    if (r.change !== 'unchanged' && r.change !== 'ignored' && r.change !== 'unknown') this.onChange(r.key, r.change, ev);
+  }
+
+  /**
+   * Dump and diff; one at a time, and an overrun during one schedules one more after it (events lost while the
+   * dump ran may not be in it). With `drift`, collects flows whose kernel timeout moved away from our copy.
+   */
+  resync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
+    if (this.running) {
+      this.again = reason;
+      return this.running;
+    }
+    this.running = this.runResync(reason, drift).finally(() => {
+      this.running = undefined;
+      const again = this.again;
+      this.again = undefined;
+      if (again) void this.resync(again);
+    });
+    return this.running;
+  }
+
+  /** The kernel's timeouts for flows whose copies drifted (the kernel never reports timeout refreshes). */
+  async refresh(): Promise<TimeoutDrift[]> {
+    if (this.running) await this.running.catch(() => {});
+    const drift: TimeoutDrift[] = [];
+    await this.resync('refresh', drift);
+    return drift;
+  }
+
+  private async runResync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
+    const local = this.local;
+    local.beginResync(); // before the dump: events during it are tracked and win over its lines
+    let dumped: Flow[];
+    try {
+      dumped = await this.ct.dump();
+    } catch (err) {
+      local.abortResync();
+      this.stats.resyncFailures++;
+      this.opts.log.error({ err, reason }, 'conntrack dump failed; the local table may be behind until the next resync');
+      throw err;
+    }
+    const now = this.opts.clock.now();
+    for (let f of dumped) {
+      if (!this.filter(f)) continue;
+      if (drift && f.timeout !== undefined) {
+        const slot = local.table.slotOf(flowKey(f));
+        const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
+        // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
+        if (est !== undefined) {
+          if (Math.abs(f.timeout - est) > Math.max(5, f.timeout / 10)) drift.push({ key: flowKey(f), timeout: f.timeout });
+          else f = { ...f, timeout: undefined };
+        }
+      }
+      local.resyncFlow(f);
+    }
+    const diff = local.endResync();
+    for (const k of diff.added) this.onChange(k, 'added');
+    for (const k of diff.changed) this.onChange(k, 'replaced');
+    for (const r of diff.removed) this.onChange(r.key, 'removed');
+    const changes = diff.added.length + diff.changed.length + diff.removed.length;
+    this.stats.resyncs++;
+    this.stats.lastResyncAt = this.opts.clock.now();
+    this.stats.lastResyncChanges = changes;
+    if (reason !== 'refresh' || changes) this.opts.log.info({ reason, entries: local.size, added: diff.added.length, changed: diff.changed.length, removed: diff.removed.length }, `local table resynced (${reason})`);
+    this.onResync(diff, reason);
+  }
+
+  /** Resolves once no resync is running or scheduled. */
+  async settled(): Promise<void> {
+    while (this.running) await this.running.catch(() => {});
+  }
+}

@@ -1,0 +1,661 @@
+// Replication policy: what to send when (coalesced changes, refreshes, bulks, resume, digests) and how what
+// peers send is applied to their tables. Knows nothing about roles or the kernel; the daemon feeds it.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Flow } from '../kernel/types.js';
+import type { Clock } from '../state/clock.js';
+import { flowKey, decodeKey } from '../state/key.js';
+import { DIRTY_STATE, type LocalTable } from '../state/local-table.js';
+import { PeerTable } from '../state/peer-table.js';
+import { diffDigests } from '../state/table.js';
+import type { LinkState, PeerInfo, Transport } from '../transport/types.js';
+import { decodeFrame, encodeFrame, type MacKey } from '../wire/envelope.js';
+import { entryToFlow, flowToEntry, keyFromWire, keyToWire, refreshFromWire, refreshToWire, flowKeyOf, type FlowKey } from '../wire/entry.js';
+import type { pb } from '../wire/proto.js';
+import type { DropReason } from '../wire/errors.js';
+
+export interface SyncOptions {
+  nodeId: string;
+  clusterId: string;
+  /** Changes are batched this long (ms) into one frame. */
+  coalesceMs: number;
+  /** Digest exchange period (ms); 0 disables anti-entropy. */
+  digestIntervalMs: number;
+  /** Sync-level heartbeat period (ms): carries table size and sequence numbers for lag. */
+  heartbeatMs: number;
+  maxFrameBytes: number;
+  macKey?: MacKey;
+  /** Entries per frame: ~28 B each on the wire. */
+  entriesPerFrame?: number;
+  /** Frames remembered for resume; a longer gap costs a full bulk. */
+  resumeFrames?: number;
+}
+
+/** Where a peer stands, as this node sees it. */
+export type PeerSyncState = 'connecting' | 'handshake' | 'bulk' | 'in_sync' | 'down';
+
+interface Rx {
+  table: PeerTable;
+  session: number; // the peer's sender session we are reading
+  offset: number; // versions of this session = offset + seq, so they keep growing across peer restarts
+  maxVersion: number;
+  lastSeq: number; // highest seq received from the peer in `session`
+  bulkId: number; // a full bulk from the peer in progress
+  bulkReceived: number;
+  bulkDone: boolean; // at least one complete full bulk (or a resume) since the peer's session began
+  lastFrameAt: number;
+  lastDigestDiff?: number;
+  repair?: { digestId: number; buckets: number[]; nBuckets: number; seen: Set<string> };
+}
+
+interface Tx {
+  state: PeerSyncState;
+  since: number;
+  acked: number; // highest of our seqs the peer acknowledged
+  ackedAt: number;
+  helloDone: boolean;
+}
+
+interface LogFrame {
+  seq: number;
+  at: number;
+  keys: string[];
+}
+
+export interface PeerStatus {
+  nodeId: string;
+  state: PeerSyncState;
+  since: number;
+  link: LinkState;
+  /** Our frames the peer has not acknowledged, and how long the oldest has waited: how far behind it is. */
+  unackedFrames: number;
+  oldestUnackedMs: number;
+  peerTableSize: number;
+  peerInSync: boolean;
+  lastFrameAgoMs: number;
+  divergentBuckets: number;
+}
+
+export interface SyncCounters {
+  framesOut: number;
+  framesIn: number;
+  entriesOut: number;
+  entriesIn: number;
+  deletesOut: number;
+  refreshesOut: number;
+  bulks: number;
+  resumes: number;
+  digests: number;
+  divergentBuckets: number;
+  repairedEntries: number;
+  dropped: Record<string, number>;
+}
+
+const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd', 'digestRepair']);
+
+export class SyncEngine {
+  readonly counters: SyncCounters = {
+    framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0,
+    digests: 0, divergentBuckets: 0, repairedEntries: 0, dropped: {},
+  };
+  /** Random per start: the peer knows our seqs restarted. Below 2^53 so it stays an exact JS number. */
+  readonly session = randomBytes(6).readUIntBE(0, 6) || 1;
+  private seq = 0;
+  private readonly dirty = new Set<string>();
+  private readonly reborn = new Set<string>();
+  private log: LogFrame[] = [];
+  private flushTimer?: NodeJS.Timeout;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly rx = new Map<string, Rx>();
+  private readonly tx = new Map<string, Tx>();
+  private readonly link = new Map<string, LinkState>();
+  private bulkRunning?: Promise<void>;
+  private bulkAgain = false;
+  private digestId = 0;
+  private drainWaiters: (() => void)[] = [];
+  private stopped = false;
+  private readonly perFrame: number;
+  private readonly resumeFrames: number;
+  /** A flow the sender re-created on its tuple needs replacing, not merging: the receiver is told per entry. */
+  private lastFlushVersion: number;
+
+  constructor(
+    private readonly opts: SyncOptions,
+    private readonly local: LocalTable,
+    private readonly transport: Transport,
+    private readonly clock: Clock,
+    private readonly log_: Logger,
+  ) {
+    this.perFrame = opts.entriesPerFrame ?? 1000;
+    this.resumeFrames = opts.resumeFrames ?? 8192;
+    this.lastFlushVersion = local.version;
+    transport.onFrame = (frame, from) => this.receive(frame, from);
+    transport.onLink = (peer, state, reason) => this.onLink(peer, state, reason);
+    transport.onDrain = () => {
+      this.backpressured = false;
+      const w = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const f of w) f();
+    };
+  }
+
+  start(): void {
+    if (this.opts.heartbeatMs > 0) this.timers.push(setInterval(() => this.heartbeat(), this.opts.heartbeatMs));
+    if (this.opts.digestIntervalMs > 0) this.timers.push(setInterval(() => this.sendDigest(), this.opts.digestIntervalMs));
+    this.timers.push(setInterval(() => this.housekeeping(), 1000));
+    for (const t of this.timers) t.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+  }
+
+  // ---- sender: local changes out -------------------------------------------------------------------------
+
+  /** A key of the local table changed (or went away); `reborn` = a new connection on that tuple. */
+  changed(key: string, reborn = false): void {
+    this.dirty.add(key);
+    if (reborn) this.reborn.add(key);
+    if (!this.flushTimer && !this.stopped) this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
+  }
+
+  /** Send every pending change now (also before a digest, so the digest covers exactly what was sent). */
+  flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (!this.dirty.size) return;
+    // hold changes while a peer's hello is pending: its resume point decides what it still needs
+    if ([...this.tx.values()].some((t) => t.state === 'handshake')) {
+      this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
+      return;
+    }
+    const keys = [...this.dirty];
+    this.dirty.clear();
+    const reborn = new Set([...this.reborn].filter((k) => this.local.has(k)));
+    this.reborn.clear();
+    this.lastFlushVersion = this.local.version;
+    this.sendKeys(keys, { reborn });
+  }
+
+  /** Current state of each key: present → upsert, gone → delete. Used by flush, resume and repair alike. */
+  private sendKeys(keys: string[], how: { reborn?: Set<string>; authoritative?: boolean; bulkId?: number }): void {
+    const now = this.clock.now();
+    const ups: { key: string; flow: Flow }[] = [];
+    const dels: string[] = [];
+    for (const k of keys) {
+      const f = this.local.get(k, now);
+      if (f) ups.push({ key: k, flow: f });
+      else dels.push(k);
+      this.local.takeDirty(k);
+    }
+    for (let i = 0; i < ups.length; i += this.perFrame) {
+      const chunk = ups.slice(i, i + this.perFrame);
+      const entries: pb.IEntry[] = [];
+      const rebornIdx: number[] = [];
+      const sent: string[] = [];
+      for (const { key, flow } of chunk) {
+        try {
+          entries.push(flowToEntry(flow));
+        } catch (err) {
+          this.count('encode_error');
+          this.log_.debug({ err, key }, 'flow not encodable');
+          continue;
+        }
+        if (how.reborn?.has(key)) rebornIdx.push(entries.length - 1);
+        sent.push(key);
+      }
+      if (!entries.length) continue;
+      this.sendSequenced({ upsert: { entries, reborn: rebornIdx, authoritative: how.authoritative ?? false, bulkId: how.bulkId ?? 0 } }, sent);
+      this.counters.entriesOut += entries.length;
+    }
+    for (let i = 0; i < dels.length; i += this.perFrame) {
+      const chunk = dels.slice(i, i + this.perFrame);
+      this.sendSequenced({ delete: { keys: chunk.map((k) => keyToWire(keyOf(k))), bulkId: how.bulkId ?? 0 } }, chunk);
+      this.counters.deletesOut += chunk.length;
+    }
+  }
+
+  /** Remaining timeouts re-read from the kernel, for flows the standby would otherwise misjudge. */
+  sendRefreshes(items: { key: string; timeout: number }[]): void {
+    for (let i = 0; i < items.length; i += this.perFrame) {
+      const chunk = items.slice(i, i + this.perFrame);
+      this.sendSequenced({ refresh: { items: chunk.map((r) => refreshToWire(keyOf(r.key), r.timeout)) } }, []);
+      this.counters.refreshesOut += chunk.length;
+    }
+  }
+
+  private sendSequenced(body: pb.IEnvelope, keys: string[]): boolean {
+    const seq = ++this.seq;
+    this.log.push({ seq, at: this.clock.now(), keys });
+    if (this.log.length > this.resumeFrames) this.log.splice(0, this.log.length - this.resumeFrames);
+    return this.send({ ...body, seq });
+  }
+
+  private send(env: pb.IEnvelope): boolean {
+    const frame = encodeFrame({ clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, ...env }, { macKey: this.opts.macKey });
+    this.counters.framesOut++;
+    const ok = this.transport.send(frame);
+    if (!ok && this.anyPeerUp()) this.backpressured = true;
+    return ok;
+  }
+
+  private waitDrain(): Promise<void> {
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  /**
+   * Full bulk: the whole local table, spread over event-loop turns so events keep flowing, with backpressure.
+   * The receiver drops what the bulk did not list. One at a time; a request during one runs another after it.
+   */
+  bulk(): Promise<void> {
+    if (this.bulkRunning) {
+      this.bulkAgain = true;
+      return this.bulkRunning;
+    }
+    this.bulkRunning = this.runBulk().finally(() => {
+      this.bulkRunning = undefined;
+      if (this.bulkAgain) {
+        this.bulkAgain = false;
+        void this.bulk();
+      }
+    });
+    return this.bulkRunning;
+  }
+
+  private async runBulk(): Promise<void> {
+    this.counters.bulks++;
+    const bulkId = this.seq + 1;
+    const total = this.local.size;
+    this.log_.info({ bulkId, entries: total }, 'bulk send started');
+    this.sendSequenced({ bulkBegin: { bulkId, count: total, full: true } }, []);
+    let cursor = 0;
+    let sent = 0;
+    while (cursor >= 0 && !this.stopped) {
+      const keys: string[] = [];
+      cursor = this.local.table.scan(cursor, this.perFrame, (k) => keys.push(k));
+      // keys with a pending change go out with it; sending them here too would be harmless, just redundant
+      this.sendKeys(keys, { authoritative: true, bulkId });
+      sent += keys.length;
+      this.log_.debug({ cursor, n: keys.length, bp: this.backpressured }, "bulk chunk");
+      if (!this.anyPeerUp()) {
+        // the receiver's half-done bulk is abandoned: the next hello must start a full one, not resume
+        this.needFullBulk = true;
+        this.log_.info({ bulkId, sent, of: total }, 'bulk send interrupted: no peer up');
+        return;
+      }
+      if (this.backpressured) await this.waitDrain();
+      else await new Promise((r) => setImmediate(r));
+    }
+    this.sendSequenced({ bulkEnd: { bulkId, count: sent } }, []);
+    this.log_.info({ bulkId, entries: sent }, 'bulk send finished');
+  }
+
+  private backpressured = false;
+  private needFullBulk = false;
+
+  private anyPeerUp(): boolean {
+    return [...this.link.values()].some((s) => s === 'up');
+  }
+
+  private heartbeat(): void {
+    if (!this.anyPeerUp()) return;
+    this.send({ heartbeat: { timeMs: Date.now(), tableSize: this.local.size, lastSentSeq: this.seq, intervalMs: this.opts.heartbeatMs }, ack: this.maxRxSeq() });
+  }
+
+  private maxRxSeq(): number {
+    let m = 0;
+    for (const r of this.rx.values()) m = Math.max(m, r.lastSeq);
+    return m;
+  }
+
+  private sendDigest(): void {
+    if (!this.anyPeerUp()) return;
+    this.flush();
+    const n = 256;
+    const d = this.local.digest(n);
+    this.counters.digests++;
+    this.send({ digest: { digestId: ++this.digestId, bucketCount: n, algorithm: 1, hashBytes: 8, hashes: Buffer.from(d.buffer, d.byteOffset, d.byteLength), tableSize: this.local.size } });
+  }
+
+  private housekeeping(): void {
+    const now = this.clock.now();
+    for (const r of this.rx.values()) r.table.expire(now);
+    // acks let us forget what peers hold
+    const acked = Math.min(...[...this.tx.values()].filter((t) => t.helloDone).map((t) => t.acked), this.seq);
+    if (Number.isFinite(acked)) {
+      let drop = 0;
+      while (drop < this.log.length && this.log[drop].seq <= acked) drop++;
+      if (drop) this.log.splice(0, drop);
+    }
+    this.sendAcks();
+  }
+
+  private lastAckSent = 0;
+  private sendAcks(): void {
+    const seq = this.maxRxSeq();
+    if (seq !== this.lastAckSent && this.anyPeerUp()) {
+      this.lastAckSent = seq;
+      this.send({ sack: { cumulative: seq }, ack: seq });
+    }
+  }
+
+  // ---- link lifecycle ------------------------------------------------------------------------------------
+
+  private txOf(nodeId: string): Tx {
+    let t = this.tx.get(nodeId);
+    if (!t) {
+      t = { state: 'connecting', since: this.clock.now(), acked: 0, ackedAt: 0, helloDone: false };
+      this.tx.set(nodeId, t);
+    }
+    return t;
+  }
+
+  private rxOf(nodeId: string): Rx {
+    let r = this.rx.get(nodeId);
+    if (!r) {
+      r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, lastFrameAt: 0 };
+      this.rx.set(nodeId, r);
+    }
+    return r;
+  }
+
+  private setState(nodeId: string, state: PeerSyncState, why: string): void {
+    const t = this.txOf(nodeId);
+    if (t.state === state) return;
+    this.log_.info({ peer: nodeId, from: t.state, to: state, why }, `peer ${nodeId} ${state}`);
+    t.state = state;
+    t.since = this.clock.now();
+  }
+
+  private onLink(peer: PeerInfo, state: LinkState, reason?: string): void {
+    this.link.set(peer.nodeId, state);
+    const rx = this.rxOf(peer.nodeId);
+    rx.table.setLinkUp(state === 'up');
+    const t = this.txOf(peer.nodeId);
+    if (state === 'up') {
+      t.helloDone = false;
+      this.setState(peer.nodeId, 'handshake', reason ?? 'link up');
+      // our resume point: the peer re-sends what we may have missed since lastSeq of its session
+      this.send({ hello: { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, session: this.session, peerSession: rx.session, lastSeq: rx.lastSeq, maxFrameBytes: this.opts.maxFrameBytes } });
+    } else {
+      t.helloDone = false;
+      this.setState(peer.nodeId, state === 'connecting' ? 'connecting' : 'down', reason ?? state);
+    }
+  }
+
+  // ---- receiver: peer frames in --------------------------------------------------------------------------
+
+  private count(reason: string): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+  }
+
+  private receive(frame: Buffer, from: PeerInfo): void {
+    if (frame.length === 0) return;
+    const r = decodeFrame(frame, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
+    if (!r.ok) {
+      this.count(r.reason as DropReason);
+      this.log_.debug({ peer: from.nodeId, reason: r.reason, detail: r.detail }, 'frame dropped');
+      return;
+    }
+    const env = r.env;
+    if (env.nodeId !== from.nodeId) {
+      this.count('wrong_node');
+      return;
+    }
+    this.counters.framesIn++;
+    const rx = this.rxOf(from.nodeId);
+    rx.lastFrameAt = this.clock.now();
+    if (env.ack) this.onAck(from.nodeId, env.ack);
+    const body = env.body;
+    if (body && SEQUENCED.has(body)) {
+      const seq = env.seq;
+      if (!(seq > rx.lastSeq)) {
+        this.count('replayed');
+        return;
+      }
+      rx.lastSeq = seq;
+    }
+    try {
+      this.apply(env, rx, from.nodeId);
+    } catch (err) {
+      this.count('apply_error');
+      this.log_.warn({ err, peer: from.nodeId, body }, 'frame could not be applied');
+    }
+  }
+
+  private version(rx: Rx, seq: number): number {
+    const v = rx.offset + seq;
+    if (v > rx.maxVersion) rx.maxVersion = v;
+    return v;
+  }
+
+  private apply(env: pb.Envelope, rx: Rx, peer: string): void {
+    switch (env.body) {
+      case 'hello':
+        return this.onHello(env.hello!, rx, peer);
+      case 'upsert': {
+        const u = env.upsert!;
+        const v = this.version(rx, env.seq);
+        const reborn = new Set(u.reborn ?? []);
+        const entries = u.entries ?? [];
+        for (let i = 0; i < entries.length; i++) {
+          const d = entryToFlow(entries[i]);
+          if (!d.ok) {
+            this.count(d.reason);
+            continue;
+          }
+          const key = flowKey(d.value);
+          const slot = rx.table.table.slotOf(key);
+          // replace (born = this version) for a new connection or the sender's authoritative state; else merge
+          const born = u.authoritative || reborn.has(i) || slot < 0 ? v : rx.table.table.bornAt(slot);
+          rx.table.upsert(d.value, v, born, key);
+          rx.repair?.seen.add(key);
+          this.counters.entriesIn++;
+          if (rx.bulkId && u.bulkId === rx.bulkId) rx.bulkReceived++;
+        }
+        return;
+      }
+      case 'delete': {
+        const v = this.version(rx, env.seq);
+        for (const k of env.delete!.keys ?? []) {
+          const d = keyFromWire(k);
+          if (!d.ok) {
+            this.count(d.reason);
+            continue;
+          }
+          rx.table.delete(flowKey(keyFlow(d.value)), v);
+        }
+        return;
+      }
+      case 'refresh':
+        for (const it of env.refresh!.items ?? []) {
+          const d = refreshFromWire(it);
+          if (!d.ok) {
+            this.count(d.reason);
+            continue;
+          }
+          rx.table.refresh(flowKey(keyFlow(d.value.key)), d.value.timeout);
+        }
+        return;
+      case 'bulkBegin': {
+        const b = env.bulkBegin!;
+        if (b.full) {
+          rx.bulkId = Number(b.bulkId ?? 0);
+          rx.bulkReceived = 0;
+          rx.table.beginBulk();
+          this.log_.info({ peer, bulkId: b.bulkId, entries: b.count }, 'bulk from peer started');
+        }
+        return;
+      }
+      case 'bulkEnd': {
+        const b = env.bulkEnd!;
+        if (rx.bulkId && b.bulkId === rx.bulkId) {
+          const swept = rx.table.endBulk();
+          rx.bulkId = 0;
+          rx.bulkDone = true;
+          this.log_.info({ peer, bulkId: b.bulkId, entries: b.count, swept, size: rx.table.size }, 'bulk from peer complete');
+        }
+        return;
+      }
+      case 'resyncRequest':
+        this.log_.info({ peer }, 'peer asked for a full resync');
+        void this.bulk();
+        return;
+      case 'sack':
+        this.onAck(peer, Number(env.sack!.cumulative ?? 0));
+        return;
+      case 'heartbeat':
+        return;
+      case 'digest':
+        return this.onDigest(env.digest!, rx, peer);
+      case 'digestRepairRequest': {
+        const q = env.digestRepairRequest!;
+        const keys: string[] = [];
+        this.flush();
+        this.local.table.forEachInBuckets(q.buckets ?? [], q.bucketCount ?? 0, (k) => keys.push(k));
+        this.sendSequenced({ digestRepair: { digestId: q.digestId, bucketCount: q.bucketCount, buckets: q.buckets, last: false } }, []);
+        this.sendKeys(keys, { authoritative: true });
+        this.sendSequenced({ digestRepair: { digestId: q.digestId, bucketCount: q.bucketCount, buckets: q.buckets, last: true } }, []);
+        return;
+      }
+      case 'digestRepair': {
+        const p = env.digestRepair!;
+        if (!p.last) {
+          rx.repair = { digestId: Number(p.digestId ?? 0), buckets: p.buckets ?? [], nBuckets: p.bucketCount ?? 0, seen: new Set() };
+          return;
+        }
+        const rep = rx.repair;
+        rx.repair = undefined;
+        if (!rep || rep.digestId !== p.digestId) return;
+        // what the repair did not list in its buckets is gone at the peer
+        const gone: string[] = [];
+        rx.table.table.forEachInBuckets(rep.buckets, rep.nBuckets, (k) => rep.seen.has(k) || gone.push(k));
+        const v = this.version(rx, env.seq);
+        for (const k of gone) rx.table.delete(k, v);
+        this.counters.repairedEntries += rep.seen.size + gone.length;
+        return;
+      }
+      default:
+        this.count('unknown_body'); // a newer peer's message: tolerated
+    }
+  }
+
+  private onHello(h: pb.IHello, rx: Rx, peer: string): void {
+    if (h.clusterId !== this.opts.clusterId) {
+      this.count('wrong_cluster');
+      return;
+    }
+    const session = Number(h.session ?? 0);
+    if (session !== rx.session) {
+      // a new sender session: its seqs restart, so its versions continue above everything seen so far
+      if (rx.session !== 0) this.log_.info({ peer, session }, 'peer restarted (new session)');
+      rx.session = session;
+      rx.offset = rx.maxVersion + 1;
+      rx.lastSeq = 0;
+      rx.bulkDone = false;
+    }
+    const t = this.txOf(peer);
+    t.helloDone = true;
+    const theirLast = Number(h.lastSeq ?? 0);
+    const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
+    if (!this.needFullBulk && !this.bulkRunning && Number(h.peerSession ?? 0) === this.session && theirLast >= oldest - 1) {
+      // resume: re-send the current state of whatever changed in frames they did not get
+      t.acked = theirLast;
+      const keys = new Set<string>();
+      for (const f of this.log) if (f.seq > theirLast) for (const k of f.keys) keys.add(k);
+      this.counters.resumes++;
+      this.setState(peer, 'in_sync', `resumed ${keys.size} entries after seq ${theirLast}`);
+      if (keys.size) this.sendKeys([...keys], { authoritative: true });
+      this.flush();
+    } else {
+      this.setState(peer, 'bulk', 'peer needs a full bulk');
+      this.needFullBulk = false;
+      void this.bulk().then(() => {
+        if (this.txOf(peer).state === 'bulk') this.setState(peer, 'in_sync', 'bulk sent');
+      });
+      this.flush();
+    }
+  }
+
+  private onAck(peer: string, seq: number): void {
+    const t = this.txOf(peer);
+    if (seq > t.acked) {
+      t.acked = seq;
+      t.ackedAt = this.clock.now();
+    }
+  }
+
+  private onDigest(d: pb.IDigest, rx: Rx, peer: string): void {
+    // compare only with a settled view: during a bulk the table is legitimately incomplete
+    if (rx.bulkId) return;
+    const n = d.bucketCount ?? 0;
+    const hashes = d.hashes ?? new Uint8Array();
+    if (d.algorithm !== 1 || d.hashBytes !== 8 || n <= 0 || (n & (n - 1)) !== 0 || hashes.length !== n * 8) {
+      this.count('bad_digest');
+      return;
+    }
+    const theirs = new Uint32Array(Uint8Array.from(hashes).buffer);
+    const ours = rx.table.digest(n);
+    const diff = diffDigests(theirs, ours);
+    rx.lastDigestDiff = diff.length;
+    if (!diff.length) return;
+    this.counters.divergentBuckets += diff.length;
+    this.log_.warn({ peer, buckets: diff.length, of: n }, 'peer table diverged from the peer; repairing those buckets');
+    this.send({ digestRepairRequest: { digestId: d.digestId, bucketCount: n, buckets: diff } });
+  }
+
+  /** Ask every peer for a full bulk (BACKUP transition, `ctsync resync`). */
+  requestResync(): void {
+    this.send({ resyncRequest: { full: true } });
+  }
+
+  // ---- what the daemon shows -----------------------------------------------------------------------------
+
+  peerTables(): Map<string, PeerTable> {
+    return new Map([...this.rx].map(([id, r]) => [id, r.table]));
+  }
+
+  status(): PeerStatus[] {
+    const now = this.clock.now();
+    const ids = new Set([...this.tx.keys(), ...this.rx.keys()]);
+    return [...ids].map((id) => {
+      const t = this.txOf(id);
+      const r = this.rxOf(id);
+      const unacked = this.log.filter((f) => f.seq > t.acked);
+      return {
+        nodeId: id,
+        state: t.state,
+        since: t.since,
+        link: this.link.get(id) ?? 'connecting',
+        unackedFrames: Math.max(0, this.seq - t.acked),
+        oldestUnackedMs: unacked.length ? now - unacked[0].at : 0,
+        peerTableSize: r.table.size,
+        peerInSync: r.bulkDone && !r.bulkId && (r.lastDigestDiff ?? 0) === 0,
+        lastFrameAgoMs: r.lastFrameAt ? now - r.lastFrameAt : -1,
+        divergentBuckets: r.lastDigestDiff ?? 0,
+      };
+    });
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+}
+
+function keyOf(key: string): FlowKey {
+  const p = decodeKey(key);
+  const orig = { ...p.orig };
+  const k: FlowKey = { family: p.family, orig };
+  if (p.ctZone !== undefined) k.zone = p.ctZone;
+  return k;
+}
+
+/** A Flow-shaped value carrying only a key's fields, for flowKey(). */
+function keyFlow(k: FlowKey): Flow {
+  const reply = { src: k.orig.dst, dst: k.orig.src, proto: k.orig.proto };
+  return { family: k.family, orig: k.orig, reply, ...(k.zone !== undefined ? { zone: k.zone } : {}) };
+}
+
+export { flowKeyOf };

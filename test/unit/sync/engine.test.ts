@@ -1,0 +1,217 @@
+// The sync engine over the in-memory transport: convergence under churn, link cuts, restarts of either side,
+// reincarnated flows, digest repair, and refusal of foreign frames.
+import { afterEach, describe, expect, test } from 'vitest';
+import pino from 'pino';
+import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
+import { LocalTable } from '../../../src/state/local-table.js';
+import { systemClock } from '../../../src/state/clock.js';
+import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
+import { toSyncedFlow } from '../../../src/wire/entry.js';
+import { encodeFrame } from '../../../src/wire/envelope.js';
+import { Ips, TcpState, type Flow, type FlowEvent } from '../../../src/kernel/types.js';
+
+const log = pino({ level: process.env.LOG ?? 'silent' });
+const opts = (nodeId: string): SyncOptions => ({ nodeId, clusterId: 'test', coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 0, maxFrameBytes: 4 << 20, entriesPerFrame: 500 });
+
+interface Node {
+  local: LocalTable;
+  engine: SyncEngine;
+  event(kind: FlowEvent['kind'], flow: Flow): void;
+}
+
+const engines: SyncEngine[] = [];
+afterEach(() => {
+  for (const e of engines.splice(0)) e.stop();
+});
+
+function node(id: string, transport: MemoryTransport, local = new LocalTable({ clock: systemClock })): Node {
+  const engine = new SyncEngine(opts(id), local, transport, systemClock, log);
+  engine.start();
+  engines.push(engine);
+  return {
+    local,
+    engine,
+    event(kind, flow) {
+      const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
+      if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') {
+        engine.changed(r.key, r.change === 'added' || r.change === 'replaced');
+      }
+    },
+  };
+}
+
+function tcp(i: number, state = TcpState.Established, extra: Partial<Flow> = {}): Flow {
+  const src = `10.1.${(i >> 8) & 255}.${i & 255}`;
+  return {
+    family: 2,
+    orig: { src, dst: '10.2.0.1', proto: 6, sport: 10000 + (i % 50000), dport: 443 },
+    reply: { src: '10.2.0.1', dst: src, proto: 6, sport: 443, dport: 10000 + (i % 50000) },
+    status: Ips.Confirmed | (state >= TcpState.Established ? Ips.SeenReply | Ips.Assured : 0),
+    timeout: 3600,
+    mark: i % 3,
+    protoinfo: { tcp: { state } },
+    ...extra,
+  };
+}
+
+const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await tick();
+  }
+}
+
+/** The receiver's table of `from` equals the sender's local table: same keys, same synced contents. */
+function expectConverged(sender: Node, receiver: Node, fromId: string): void {
+  const peer = receiver.engine.peerTables().get(fromId)!;
+  const strip = (f: Flow) => ({ ...toSyncedFlow(f), timeout: undefined });
+  const a = new Map<string, unknown>();
+  sender.local.forEach((k) => a.set(k, strip(sender.local.get(k)!)));
+  const b = new Map<string, unknown>();
+  peer.forEach((k) => b.set(k, strip(peer.get(k)!)));
+  expect(b.size).toBe(a.size);
+  for (const [k, v] of a) expect(b.get(k)).toEqual(v);
+  expect(Buffer.from(peer.digest(256).buffer)).toEqual(Buffer.from(sender.local.digest(256).buffer));
+}
+
+const converged = (s: Node, r: Node, id: string) => () => {
+  const peer = r.engine.peerTables().get(id);
+  return !!peer && peer.size === s.local.size && Buffer.compare(Buffer.from(peer.digest(256).buffer), Buffer.from(s.local.digest(256).buffer)) === 0;
+};
+
+describe('sync engine', () => {
+  test('changes, updates and deletes converge; the standby never keeps what the active destroyed', async () => {
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 3000; i++) A.event('new', tcp(i, TcpState.SynSent));
+    for (let i = 0; i < 3000; i += 2) A.event('update', tcp(i, TcpState.Established));
+    for (let i = 0; i < 3000; i += 5) A.event('destroy', tcp(i));
+    await until(converged(A, B, 'fw1'), 'convergence');
+    expectConverged(A, B, 'fw1');
+    expect(B.engine.peerTables().get('fw1')!.size).toBe(3000 - 600);
+    await until(() => A.engine.status()[0].state === 'in_sync', 'in_sync');
+    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+  });
+
+  test('a link cut during churn resumes without a full bulk and converges', async () => {
+    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 1000; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    const bulks = A.engine.counters.bulks;
+    link.cut();
+    for (let i = 1000; i < 1500; i++) A.event('new', tcp(i));
+    for (let i = 0; i < 200; i++) A.event('destroy', tcp(i));
+    await tick(20);
+    link.restore();
+    await until(converged(A, B, 'fw1'), 'convergence after the cut');
+    expectConverged(A, B, 'fw1');
+    expect(A.engine.counters.resumes).toBe(1);
+    expect(A.engine.counters.bulks).toBe(bulks);
+  });
+
+  test('frames lost on the link (no cut) are repaired by the digest exchange', async () => {
+    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 500; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'convergence');
+    // lose every frame towards the standby for a while, without the link going down (no resume happens)
+    link.setFilter((_f, dir) => (dir === 'a->b' ? 'drop' : 'deliver'));
+    for (let i = 500; i < 900; i++) A.event('new', tcp(i));
+    for (let i = 0; i < 100; i++) A.event('destroy', tcp(i));
+    await tick(30);
+    link.setFilter(undefined);
+    expect(converged(A, B, 'fw1')()).toBe(false);
+    (A.engine as unknown as { sendDigest(): void }).sendDigest();
+    await until(converged(A, B, 'fw1'), 'repair');
+    expectConverged(A, B, 'fw1');
+    expect(B.engine.counters.divergentBuckets).toBeGreaterThan(0);
+  });
+
+  test('a restarted standby gets a full bulk; a restarted active replaces what the standby held', async () => {
+    let pair = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', pair.a);
+    let B = node('fw2', pair.b);
+    await pair.a.start();
+    await pair.b.start();
+    for (let i = 0; i < 800; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'convergence');
+    // standby restart: a fresh engine and an empty peer table
+    await pair.a.stop();
+    await pair.b.stop();
+    pair = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A2 = node('fw1', pair.a, A.local);
+    B = node('fw2', pair.b);
+    await pair.a.start();
+    await pair.b.start();
+    await until(converged(A2, B, 'fw1'), 'bulk to the restarted standby');
+    expect(A2.engine.counters.bulks).toBe(1);
+    // active restart: a new session whose table lost some flows while it was down
+    await pair.a.stop();
+    await pair.b.stop();
+    const kernel = new LocalTable({ clock: systemClock });
+    const A3 = { local: kernel } as Node;
+    for (let i = 100; i < 900; i++) kernel.applyEvent({ kind: 'new', flow: tcp(i), origin: 'kernel', portId: 0 });
+    const pair2 = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const B2engine = new SyncEngine(opts('fw2'), B.local, pair2.b, systemClock, log);
+    // keep the standby's peer table across the link change: reuse its engine state by swapping the transport
+    (B.engine as unknown as { transport: unknown }).transport = pair2.b;
+    pair2.b.onFrame = (f, from) => (B.engine as unknown as { receive(f: Buffer, p: unknown): void }).receive(f, from);
+    pair2.b.onLink = (p, s, r) => (B.engine as unknown as { onLink(p: unknown, s: string, r?: string): void }).onLink(p, s, r);
+    B2engine.stop();
+    const A3engine = new SyncEngine(opts('fw1'), kernel, pair2.a, systemClock, log);
+    A3engine.start();
+    engines.push(A3engine);
+    A3.engine = A3engine;
+    await pair2.a.start();
+    await pair2.b.start();
+    await until(converged(A3, B, 'fw1'), 'bulk from the restarted active');
+    expectConverged(A3, B, 'fw1');
+    expect(B.engine.peerTables().get('fw1')!.size).toBe(800);
+  });
+
+  test('a new connection on the same tuple replaces the old one on the standby, even if its TCP state is earlier', async () => {
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    A.event('new', tcp(1, TcpState.TimeWait));
+    await until(converged(A, B, 'fw1'), 'first');
+    // the kernel re-creates the entry on a SYN in TIME_WAIT: destroy + new, coalesced into one upsert
+    A.event('destroy', tcp(1));
+    A.event('new', tcp(1, TcpState.SynSent, { id: 99 }));
+    await until(converged(A, B, 'fw1'), 'reincarnation');
+    const peer = B.engine.peerTables().get('fw1')!;
+    const [k] = [...(function* () { const out: string[] = []; peer.forEach((key) => out.push(key)); yield* out; })()];
+    expect(peer.get(k)!.protoinfo!.tcp!.state).toBe(TcpState.SynSent);
+  });
+
+  test('frames of another cluster, or with a bad MAC, are refused and counted, and change nothing', async () => {
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    await tick(10);
+    const evil = encodeFrame({ clusterId: 'other', nodeId: 'fw1', seq: 100, upsert: { entries: [] } });
+    a.send(evil);
+    a.send(Buffer.from('garbage that is not a frame'));
+    await tick(10);
+    expect(B.engine.counters.dropped.wrong_cluster).toBe(1);
+    expect(B.engine.counters.dropped.bad_payload).toBe(1);
+    expect(B.engine.peerTables().get('fw1')?.size ?? 0).toBe(0);
+  });
+});
