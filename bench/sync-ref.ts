@@ -16,6 +16,7 @@
 // only be lowered below the host's, and this script never changes host sysctls).
 // Writes OUT/<impl>-ref.json and OUT/<impl>-ref.md; the markdown also sets the figures beside DOMAIN.md's.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
@@ -88,6 +89,8 @@ function parseArgs(argv: string[]): Args {
 
 interface RunResult {
   n: number;
+  /** 1-minute load average when the run started: other work on this 2-vCPU machine skews every figure. */
+  loadAvg1: number;
   insert: { durationMs: number; perSec: number; created: number; failed: number };
   latency: {
     /** last insert acknowledged → a poll answer showing all n (what an observer sees). */
@@ -114,6 +117,7 @@ interface RunResult {
 const ETH_IP_UDP = 14 + 20 + 8;
 
 async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number): Promise<RunResult> {
+  const loadAvg1 = loadavg()[0]!;
   const lab = new Lab({ prefix: REF_PREFIX });
   let pair: SyncPair | undefined;
   try {
@@ -188,6 +192,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number):
     const insertMs = b.lastInsertAt - b.firstInsertAt;
     return {
       n,
+      loadAvg1,
       insert: { durationMs: insertMs, perSec: n / (insertMs / 1000), created: b.report.counts.created, failed: b.report.counts.failed },
       latency: {
         ms: poll.doneAt - b.lastInsertAt,
@@ -275,6 +280,7 @@ const METRICS: { key: string; label: string; get: (r: RunResult) => number; digi
   { key: 'rssStandbyPerEntry', label: 'RSS bytes per entry, standby', get: (r) => r.rss.standbyPerEntry, digits: 0, domain: `~${DOMAIN_FIGURES.rssBytesPerEntryStandby}` },
   { key: 'commitPerSec', label: 'commit entries/s (empty table)', get: (r) => r.commit.perSec, digits: 0, domain: `~${DOMAIN_FIGURES.commitPerSec}` },
   { key: 'commitMs', label: '  commit duration (ms)', get: (r) => r.commit.durationMs, digits: 0 },
+  { key: 'loadAvg1', label: 'machine load average at run start', get: (r) => r.loadAvg1, digits: 2 },
   { key: 'insertPerSec', label: 'burst insert rate on active (entries/s)', get: (r) => r.insert.perSec, digits: 0 },
 ];
 

@@ -23,9 +23,17 @@ iface_of() {
   die "no interface has address $ip (check the ipv4_address values in docker-compose.yml)"
 }
 
+# Docker gives containers a default route to its bridge even on internal networks when it runs without
+# iptables (the bridge is a dead end in the engine's netns, but the route is misleading): drop it, so the
+# only routes are the connected subnets and what CTSD_ROUTES says.
+drop_docker_default() {
+  if ip route show default | grep -q .; then ip route del default; log "removed Docker's default route"; fi
+}
+
 add_route() {
   # CTSD_ROUTES: "PREFIX via GW[, PREFIX via GW...]"
   local r
+  drop_docker_default
   IFS=',' read -ra routes <<<"${CTSD_ROUTES:-}"
   for r in "${routes[@]}"; do
     r="$(echo "$r" | xargs)"; [ -n "$r" ] || continue
@@ -60,6 +68,7 @@ run_fw() {
   require_sysctl net.netfilter.nf_conntrack_tcp_loose 0
   IN_IF="$(iface_of "$CTSD_INSIDE_IP")"; OUT_IF="$(iface_of "$CTSD_OUTSIDE_IP")"; SYNC_IF="$(iface_of "$CTSD_SYNC_IP")"
   log "inside=$IN_IF outside=$OUT_IF sync=$SYNC_IF priority=$CTSD_PRIORITY"
+  drop_docker_default
 
   mkdir -p /run/ctsd /etc/keepalived /etc/ctsync /run/ctsync
   render /etc/ctsd/fw/ruleset.nft.in /run/ctsd/ruleset.nft

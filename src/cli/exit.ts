@@ -4,6 +4,8 @@ export const enum Exit {
   Failure = 1, // the command ran and failed (kernel error, failed writes, bad file content)
   Usage = 2, // misuse: unknown command, bad flag
   NotRunning = 3, // the daemon's control socket does not answer
+  NotInSync = 4, // `ctsync stats --check`: the node is not in sync
+  Config = 78, // EX_CONFIG: the configuration is invalid (systemd does not restart on it)
 }
 
 export class CliError extends Error {

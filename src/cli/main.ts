@@ -3,11 +3,17 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { ctCommand } from './ct.js';
+import { daemonCommand } from './daemon.js';
+import { controlCommands } from './control.js';
+import { keygenCommand } from './keygen.js';
 import { Exit, CliError } from './exit.js';
 
 const cli = yargs(hideBin(process.argv))
   .scriptName('ctsync')
   .command(ctCommand)
+  .command(daemonCommand)
+  .command(controlCommands)
+  .command(keygenCommand)
   .demandCommand(1, 'Name a command: ctsync --help lists them.')
   .strict()
   .recommendCommands()

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { keepalivedConfig, type KeepalivedHooks } from './keepalived.js';
+import { keepalivedConfig, type KeepalivedHooks, type KeepalivedSpec } from './keepalived.js';
 import { LabError, type Lab, type LabProcess } from './netns.js';
 import { assertNoHostOverlap, LAB_V4_BASE, makeRouter, routerRuleset } from './topology.js';
 
@@ -37,7 +37,10 @@ export interface FailoverLabOptions {
   priorities?: Record<FwName, number>;
   /** Third octets of the inside, outside and sync subnets in 10.77.0.0/16. Default 21, 22, 23. */
   subnets?: { inside: number; outside: number; sync: number };
-  /** keepalived hooks per firewall (notify scripts, FIFO, track file): plug `ctsync notify ...` in here. */
+  /**
+   * keepalived hooks per firewall (notify scripts, FIFO, track file): plug `ctsync notify ...` in here. Called at
+   * every boot of a firewall; keep it pure. The lab writes trackFile.init into the track file before each boot.
+   */
   hooks?: (fw: FirewallNode) => KeepalivedHooks;
   /**
    * Runs after a firewall's links are up and before its keepalived starts: at build ('initial') and after every
@@ -83,6 +86,7 @@ export class FailoverLab {
     private readonly opts: FailoverLabOptions,
   ) {}
 
+  /** False between powerLoss and powerOn. */
   isPowered(fw: FwName): boolean {
     return this.powered[fw];
   }
@@ -112,8 +116,8 @@ export class FailoverLab {
     return proc;
   }
 
-  /** The keepalived spec of one firewall (exported through the instance so a demo can print it). */
-  keepalivedSpec(fw: FirewallNode, hooks: KeepalivedHooks) {
+  /** The keepalived spec of one firewall: public so a demo or a test can print or check the config. */
+  keepalivedSpec(fw: FirewallNode, hooks: KeepalivedHooks): KeepalivedSpec {
     const other = this.fw[fw.name === 'fw1' ? 'fw2' : 'fw1'];
     return {
       routerId: `${this.lab.prefix.replace(/-$/, '')}_${fw.name}`,

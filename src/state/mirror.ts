@@ -18,6 +18,11 @@ export interface MirrorOptions {
   log: Logger;
   /** Versions must keep growing across restarts (see LocalTable). */
   firstVersion?: number;
+  /**
+   * A new flow joins the table (and so is synced) only once it is this old, ms (FortiGate's session-pickup-delay):
+   * short-lived flows cost nothing. Flows found by a dump are taken as old enough. Default 0.
+   */
+  minAgeMs?: number;
 }
 
 export interface MirrorStats {
@@ -46,6 +51,9 @@ export class KernelMirror {
   private running?: Promise<void>;
   private again?: string;
   private readonly filter: (f: Flow) => boolean;
+  /** Flows younger than minAgeMs: key → first seen and latest state. */
+  private readonly young = new Map<string, { seen: number; flow: Flow }>();
+  private youngTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: MirrorOptions) {
     this.filter = opts.filter ?? (() => true);
@@ -67,11 +75,13 @@ export class KernelMirror {
   }
 
   close(): void {
+    if (this.youngTimer) clearInterval(this.youngTimer);
     this.events.close();
     this.ct.close();
   }
 
   private onEvent(ev: FlowEvent): void {
+    if (this.opts.minAgeMs && ev.origin === 'kernel' && this.holdYoung(ev)) return;
     if (ev.kind !== 'destroy' && !this.filter(ev.flow)) {
       this.stats.filtered++;
       // it matched before (e.g. a TCP state outside sync.tcpStates now): it leaves the synced set
@@ -84,6 +94,27 @@ export class KernelMirror {
     }
     const r = this.local.applyEvent(ev);
     if (r.change !== 'unchanged' && r.change !== 'ignored' && r.change !== 'unknown') this.onChange(r.key, r.change, ev);
+  }
+
+  /** Keeps a flow out of the table until it is minAgeMs old; true if the event was taken here. */
+  private holdYoung(ev: FlowEvent): boolean {
+    const key = flowKey(ev.flow);
+    const held = this.young.get(key);
+    if (ev.kind === 'destroy') return held ? (this.young.delete(key), true) : false;
+    if (this.local.has(key)) return false;
+    if (held) held.flow = ev.flow;
+    else this.young.set(key, { seen: this.opts.clock.now(), flow: ev.flow });
+    this.youngTimer ??= setInterval(() => this.promote(), Math.max(50, Math.min(1000, this.opts.minAgeMs! / 2))).unref();
+    return true;
+  }
+
+  private promote(): void {
+    const ripe = this.opts.clock.now() - this.opts.minAgeMs!;
+    for (const [key, y] of this.young) {
+      if (y.seen > ripe) continue;
+      this.young.delete(key);
+      this.onEvent({ kind: 'new', flow: y.flow, origin: 'kernel', portId: 0 });
+    }
   }
 
   /**
@@ -114,6 +145,7 @@ export class KernelMirror {
 
   private async runResync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
     const local = this.local;
+    const t0 = this.opts.clock.now();
     local.beginResync(); // before the dump: events during it are tracked and win over its lines
     let dumped: Flow[];
     try {
@@ -125,8 +157,13 @@ export class KernelMirror {
       throw err;
     }
     const now = this.opts.clock.now();
+    const young = new Set<string>();
     for (let f of dumped) {
       if (!this.filter(f)) continue;
+      if (this.young.size && this.young.has(flowKey(f))) {
+        young.add(flowKey(f));
+        continue;
+      }
       if (drift && f.timeout !== undefined) {
         const slot = local.table.slotOf(flowKey(f));
         const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
@@ -138,6 +175,8 @@ export class KernelMirror {
       }
       local.resyncFlow(f);
     }
+    // young flows the dump no longer shows died while their events were lost
+    for (const [k, y] of this.young) if (!young.has(k) && y.seen < t0) this.young.delete(k);
     const diff = local.endResync();
     for (const k of diff.added) this.onChange(k, 'added');
     for (const k of diff.changed) this.onChange(k, 'replaced');

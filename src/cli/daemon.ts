@@ -1,0 +1,51 @@
+// `ctsync daemon`: load and check the config, then run in the foreground until SIGTERM/SIGINT.
+import type { Argv, CommandModule } from 'yargs';
+import { loadConfig, ConfigError } from '../config/load.js';
+import { SCHEMA, type KeySpec } from '../config/schema.js';
+import { Daemon } from '../daemon/daemon.js';
+import { createLogger } from '../daemon/log.js';
+import { CliError, Exit } from './exit.js';
+
+const FLAGS = (Object.entries(SCHEMA) as [string, KeySpec][]).filter(([, s]) => s.flag);
+
+export const daemonCommand: CommandModule = {
+  command: 'daemon',
+  describe: 'run the sync daemon in the foreground',
+  builder: (y: Argv) => {
+    let out = y.option('config', { type: 'string', alias: 'c', describe: 'YAML config file (see systemd/ctsync.example.yaml)' });
+    for (const [key, spec] of FLAGS) out = out.option(spec.flag!, { type: spec.type === 'peers' ? 'array' : 'string', describe: `${spec.doc} (config: ${key})` });
+    return out;
+  },
+  handler: async (argv) => {
+    const overrides: Record<string, unknown> = {};
+    for (const [key, spec] of FLAGS) {
+      const v = argv[spec.flag!];
+      if (v !== undefined) overrides[key] = v;
+    }
+    let cfg;
+    try {
+      cfg = loadConfig(argv.config as string | undefined, overrides);
+    } catch (err) {
+      if (err instanceof ConfigError) throw new CliError(`${err.message}\nNothing was started.`, Exit.Config, err.code);
+      throw err;
+    }
+    const log = createLogger(cfg.log.level, cfg.nodeId);
+    const daemon = new Daemon(cfg, log);
+    try {
+      await daemon.start();
+    } catch (err) {
+      log.fatal({ err }, 'startup failed');
+      await daemon.stop().catch(() => {});
+      const e = err as Error & { code?: string };
+      throw new CliError(`startup failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, Exit.Failure);
+    }
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        log.info({ signal: sig }, 'stopping');
+        void daemon.stop().finally(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+  },
+};

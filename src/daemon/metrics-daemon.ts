@@ -1,0 +1,25 @@
+// Prometheus metrics derived from the daemon's stats document (one source of truth for stats and metrics).
+import type { Metric } from './metrics.js';
+import type { DaemonStats } from './stats.js';
+
+export function collectMetrics(s: DaemonStats): Metric[] {
+  const g = (name: string, help: string, samples: Metric['samples'], type: Metric['type'] = 'gauge'): Metric => ({ name: `ctsync_${name}`, help, type, samples });
+  const peer = (fn: (p: DaemonStats['peers'][number]) => number) => s.peers.map((p) => [{ peer: p.nodeId }, fn(p)] as [Record<string, string>, number]);
+  return [
+    g('in_sync', '1 when every configured peer link is up and both directions are in sync', [[{}, s.inSync ? 1 : 0]]),
+    g('local_entries', 'Flows in the local table (the synced subset of this kernel table)', [[{}, s.kernel.entries]]),
+    g('peer_entries', 'Flows held for each peer', peer((p) => p.peerTableSize)),
+    g('peer_link_up', '1 while the link to the peer is up', peer((p) => (p.link === 'up' ? 1 : 0))),
+    g('peer_unacked_frames', 'Frames sent to the peer and not yet acknowledged: how far behind it is', peer((p) => p.unackedFrames)),
+    g('peer_lag_seconds', 'Age of the oldest frame the peer has not acknowledged', peer((p) => p.oldestUnackedMs / 1000)),
+    g('peer_divergent_buckets', 'Digest buckets that differed at the last anti-entropy check', peer((p) => p.divergentBuckets)),
+    g('kernel_events_total', 'Conntrack events received', Object.entries(s.kernel.events).map(([k, v]) => [{ kind: k }, v]), 'counter'),
+    g('kernel_overruns_total', 'Event socket overruns (lost events, each repaired by a dump)', [[{}, s.kernel.overruns]], 'counter'),
+    g('kernel_resyncs_total', 'Dump-and-diff resyncs of the local table', [[{}, s.kernel.resyncs]], 'counter'),
+    g('sync_entries_sent_total', 'Flow entries sent to peers', [[{}, s.sync.entriesOut]], 'counter'),
+    g('sync_entries_received_total', 'Flow entries received from peers', [[{}, s.sync.entriesIn]], 'counter'),
+    g('sync_bulks_total', 'Full bulk transfers sent', [[{}, s.sync.bulks]], 'counter'),
+    g('sync_divergent_buckets_total', 'Digest buckets found different and repaired', [[{}, s.sync.divergentBuckets]], 'counter'),
+    g('drops_total', 'Frames, connections or messages dropped, by reason', Object.entries(s.drops).map(([k, v]) => [{ reason: k }, v]), 'counter'),
+  ];
+}
