@@ -102,9 +102,10 @@ async function main(): Promise<void> {
         record(await conntrackR(lab, ns, size, file), await count(ns));
       }
       if (CONNTRACKD) {
-        const pair = await startConntrackdPair(lab);
+        const pair = await startConntrackdPair();
+        const pcount = (ns: string) => conntrackCount(async (f) => (await pair.lab.exec(ns, ['cat', f])).stdout);
         try {
-          await lab.exec(pair.active, ['conntrack', '-R', file], { timeoutMs: 600_000 });
+          await pair.lab.exec(pair.active, ['conntrack', '-R', file], { timeoutMs: 600_000 });
           await pair.standbyCtl(['-n']); // ask the active for everything it has
           await waitFor(async () => (await pair.externalCount()) >= size, 300_000, `standby external cache of ${size}`);
           for (let rep = 0; rep < REPS; rep++) {
@@ -112,12 +113,11 @@ async function main(): Promise<void> {
             const t0 = performance.now();
             await pair.standbyCtl(['-c']);
             const ms = performance.now() - t0;
-            const inTable = await count(pair.standby);
+            const inTable = await pcount(pair.standby);
             record({ tool: 'conntrackd -c (FTFW standby)', size, ms, rate: inTable / (ms / 1000) }, inTable);
           }
         } finally {
           await pair.stop();
-          // the pair's namespaces (1M entries each) go with the lab at the end
         }
       }
       rmSync(file, { force: true });

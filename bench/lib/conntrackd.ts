@@ -2,10 +2,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Lab, LabProcess } from '../../src/lab/netns.js';
+import { Lab, type LabProcess } from '../../src/lab/netns.js';
 import { sleep } from './proc.js';
 
 export interface ConntrackdPair {
+  /** The pair's own lab (namespaces ctsb-cda-*, ctsb-cds-*), deleted by stop(). */
+  lab: Lab;
   active: string; // namespace whose kernel table is the source
   standby: string; // namespace whose conntrackd holds the external cache and commits
   /** Runs `conntrackd -C CONF ARGS` against the standby's daemon. */
@@ -59,7 +61,8 @@ General {
  * Starts conntrackd in two fresh namespaces joined by a veth (FTFW over UDP unicast). Fill the active's kernel table
  * before calling resync(): each daemon dumps its kernel table at start; `-n` on the standby asks the active to send all.
  */
-export async function startConntrackdPair(lab: Lab): Promise<ConntrackdPair> {
+export async function startConntrackdPair(): Promise<ConntrackdPair> {
+  const lab = new Lab({ prefix: 'ctsb-' });
   const active = await lab.addNamespace('cda');
   const standby = await lab.addNamespace('cds');
   await lab.addVeth(active, 'sync0', standby, 'sync0');
@@ -79,17 +82,19 @@ export async function startConntrackdPair(lab: Lab): Promise<ConntrackdPair> {
       await waitFor(async () => (await ctl(ns, dir)(['-s', 'runtime']).catch(() => '')).includes('daemon uptime'), 10_000, `conntrackd in ${ns}`);
     }
   } catch (e) {
-    for (const p of procs) await p.stop();
+    await lab.teardown();
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
     throw e;
   }
   return {
+    lab,
     active,
     standby,
     standbyCtl,
     externalCount: async () => Number(/cache:external\s+active objects:\s+(\d+)/.exec(await standbyCtl(['-s', 'cache']))?.[1] ?? NaN),
     stop: async () => {
       for (const p of procs) await p.stop(2000);
+      await lab.teardown();
       for (const d of dirs) rmSync(d, { recursive: true, force: true });
     },
   };

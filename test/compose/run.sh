@@ -76,17 +76,19 @@ step "base image (debootstrap; Debian mirror needed on a cold cache)"
 step_done base-image
 
 step "app image"
-# Staging copy: the project's inputs plus the host-built node_modules, compiled here (tsc), so the image
-# matches this checkout's src/ and the checkout itself is never written.
+# Staging copy: the project's inputs plus the host-built node_modules (dev dependencies pruned, offline),
+# compiled here (tsc), so the image matches this checkout's src/ and the checkout itself is never written.
 [ -d "$ROOT/node_modules/.ctsync-netlink" ] || { echo "node_modules missing or without the patched netlink build: run npm ci first" >&2; exit 1; }
 rm -rf "$STAGE"; mkdir -p "$STAGE/.ctsync-prebuilt"
 cp -a "$ROOT/package.json" "$ROOT/package-lock.json" "$ROOT/tsconfig.json" "$ROOT/scripts" "$ROOT/patches" \
       "$ROOT/src" "$ROOT/docker" "$STAGE/"
 [ -d "$ROOT/bench" ] && cp -a "$ROOT/bench" "$STAGE/"
-cp -a "$ROOT/node_modules" "$STAGE/.ctsync-prebuilt/node_modules"
-ln -s .ctsync-prebuilt/node_modules "$STAGE/node_modules"
-( cd "$STAGE" && node node_modules/typescript/bin/tsc -p tsconfig.json --outDir .ctsync-prebuilt/dist )
-rm "$STAGE/node_modules"
+cp -a "$ROOT/node_modules" "$STAGE/node_modules"
+( cd "$STAGE" \
+  && node node_modules/typescript/bin/tsc -p tsconfig.json --outDir .ctsync-prebuilt/dist \
+  && npm prune --omit=dev --offline --no-audit --no-fund --loglevel=error >/dev/null \
+  && mv node_modules .ctsync-prebuilt/node_modules \
+  && cp "$ROOT/package-lock.json" package-lock.json )
 "$DOCKER_BIN" build -q -f "$STAGE/docker/Dockerfile" --build-arg BASE="$CTSYNC_BASE" -t "$APP_IMAGE" "$STAGE" >/dev/null
 log "$("$DOCKER_BIN" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$APP_IMAGE")"
 step_done app-image
