@@ -42,5 +42,10 @@ async function produce(): Promise<void> {
   process.exit(0);
 }
 
+// a write whose promise never settles would let the event loop drain: say so instead of exiting silently
+process.on('beforeExit', () => {
+  process.stderr.write(`producer: event loop drained with a write pending (requests ${ct.stats.requests}, overruns ${ct.stats.overruns})\n`);
+  process.exitCode = 3;
+});
 createInterface({ input: process.stdin }).once('line', () => void produce());
 process.stdout.write('ready\n');

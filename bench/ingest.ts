@@ -157,6 +157,18 @@ async function insertLoad(lab: Lab, ns: string, count: number, rate: number, see
   }
 }
 
+/** A trial whose producer or listener died is reported and run once more; a second failure ends the benchmark. */
+async function retryOnce<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    process.stderr.write(`trial failed, retrying once: ${(e as Error).message}\n`);
+    failures.push((e as Error).message);
+    return fn();
+  }
+}
+const failures: string[] = [];
+
 async function runInserts(cExe: string, trials: Trial[]): Promise<void> {
   const lab = new Lab({ prefix: 'ctsb-' });
   try {
@@ -168,7 +180,10 @@ async function runInserts(cExe: string, trials: Trial[]): Promise<void> {
           await flush(ns);
           const count = target ? Math.min(MAX_PER_TRIAL, target * SECONDS_PER_TRIAL) : MAX_PER_TRIAL;
           const s = seed++ & 255;
-          const t = await trial(lab, ns, spec, cExe, () => insertLoad(lab, ns, count, target, s));
+          const t = await retryOnce(async () => {
+            await flush(ns);
+            return trial(lab, ns, spec, cExe, () => insertLoad(lab, ns, count, target, s));
+          });
           trials.push({ load: 'inserts', targetRate: target, ...t });
           log(trials[trials.length - 1]!);
         }
@@ -199,7 +214,10 @@ async function runTraffic(cExe: string, trials: Trial[]): Promise<void> {
       log(trials[trials.length - 1]!);
       for (const spec of LISTENERS) {
         await flush(rtr);
-        const t = await trial(lab, rtr, spec, cExe, flood);
+        const t = await retryOnce(async () => {
+          await flush(rtr);
+          return trial(lab, rtr, spec, cExe, flood);
+        });
         trials.push({ load: 'traffic', targetRate: 0, ...t });
         log(trials[trials.length - 1]!);
       }
@@ -285,7 +303,7 @@ async function main(): Promise<void> {
       `created by a child node process with Conntrack.write. Traffic: 2 × ${FLOOD_PER_SENDER} UDP flows through a forwarding namespace ` +
       `('none' = no listener). "max lossless rate" is the highest achieved creation rate read with zero loss.`,
   ].join('\n');
-  const files = writeResults('ingest', { env: environment(), reps: REPS, rates: RATES, rows, trials }, md);
+  const files = writeResults('ingest', { env: environment(), reps: REPS, rates: RATES, rows, trials, failures }, md);
   process.stdout.write(md + `\n\nwrote ${files.json} and ${files.md}\n`);
 }
 

@@ -6,6 +6,7 @@ mkdir -p /run/ctsd
 printf '%s %s\n' "$(date +%s.%N)" "$*" >>/run/ctsd/vrrp.log
 printf '%s\n' "$3" >/run/ctsd/vrrp-state
 printf '[notify] %s\n' "$*" >/proc/1/fd/1 2>/dev/null || true
-if [ "${CTSYNC_DAEMON:-0}" = 1 ]; then
+# `ctsync notify` arrives with the failover work (issue 4); until then the daemon only syncs.
+if [ "${CTSYNC_DAEMON:-0}" = 1 ] && ctsync --help 2>/dev/null | grep -q "ctsync notify"; then
   exec ctsync notify "$@"
 fi

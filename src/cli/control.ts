@@ -37,6 +37,9 @@ export function renderStats(s: DaemonStats): string {
     lines.push(`  ${' '.repeat(13)} its flows held here: ${p.peerTableSize} (${p.peerInSync ? 'complete' : 'incomplete'}), last frame ${ago(p.lastFrameAgoMs)}${p.divergentBuckets ? `, ${p.divergentBuckets} buckets diverged at last digest` : ''}`);
   }
   if (!s.peers.length) lines.push('  peers    none configured');
+  const h = s.ha;
+  const last = h.lastTransition as { state: string; result: string; at: string; durationMs: number; commit?: { entries: number; durationMs: number } } | null;
+  lines.push(`  ha       role ${h.role}; ${h.ready ? 'ready to take over' : `NOT ready (${h.notReady.join('; ')})`}${last ? `; last ${last.state} ${last.result} at ${last.at} in ${last.durationMs} ms${last.commit ? ` (committed ${last.commit.entries} in ${last.commit.durationMs} ms)` : ''}` : ''}`);
   const drops = Object.entries(s.drops);
   lines.push(`  drops    ${drops.length ? drops.map(([r, n]) => `${r} ${n}`).join(', ') : 'none'}`);
   return `${lines.join('\n')}\n`;
@@ -67,6 +70,25 @@ export const controlCommands: CommandModule[] = [
       if (typeof argv.peer === 'string' && argv.peer !== '') args.peer = argv.peer;
       const r = (await call(argv.socket as string, 'dump', args)) as { document: string };
       process.stdout.write(r.document);
+    },
+  },
+  {
+    command: 'commit',
+    describe: 'write what the peers sent into this kernel now (keepalived does this on MASTER)',
+    builder: (y) => socketOption(y).option('json', { type: 'boolean', default: false }),
+    handler: async (argv) => {
+      const r = (await call(argv.socket as string, 'commit')) as { entries: number; durationMs: number; ratePerSec: number; counts: Record<string, number>; failedByErrno: Record<string, number> };
+      if (argv.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+      else process.stdout.write(`committed ${r.entries} entries in ${r.durationMs} ms (${r.ratePerSec}/s): ${Object.entries(r.counts).filter(([, n]) => n).map(([k, n]) => `${k} ${n}`).join(', ') || 'nothing to do'}${Object.keys(r.failedByErrno).length ? `; failures ${JSON.stringify(r.failedByErrno)}` : ''}\n`);
+      if (r.counts.failed) process.exitCode = Exit.Failure;
+    },
+  },
+  {
+    command: 'flush [table]',
+    describe: "flush peer: drop what peers sent and ask them for a full bulk; flush local: rebuild the local table from a kernel dump",
+    builder: (y) => socketOption(y).positional('table', { choices: ['local', 'peer'] as const, default: 'peer' as const }),
+    handler: async (argv) => {
+      process.stdout.write(`${JSON.stringify(await call(argv.socket as string, 'flush', { table: argv.table }))}\n`);
     },
   },
   {

@@ -6,6 +6,7 @@ import { ctCommand } from './ct.js';
 import { daemonCommand } from './daemon.js';
 import { controlCommands } from './control.js';
 import { keygenCommand } from './keygen.js';
+import { notifyCommand, notifyFifoCommand } from './notify.js';
 import { Exit, CliError } from './exit.js';
 
 const cli = yargs(hideBin(process.argv))
@@ -14,6 +15,8 @@ const cli = yargs(hideBin(process.argv))
   .command(daemonCommand)
   .command(controlCommands)
   .command(keygenCommand)
+  .command(notifyCommand)
+  .command(notifyFifoCommand)
   .demandCommand(1, 'Name a command: ctsync --help lists them.')
   .strict()
   .recommendCommands()

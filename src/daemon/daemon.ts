@@ -15,6 +15,11 @@ import { collectMetrics } from './metrics-daemon.js';
 import { buildStats, type DaemonStats } from './stats.js';
 import { listDocument } from '../cli/flow-file.js';
 import type { Flow } from '../kernel/types.js';
+import { HaMachine } from '../ha/machine.js';
+import { notReadyReasons, writeTrackFile } from '../ha/readiness.js';
+import type { Transition } from '../ha/notify.js';
+import { commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
+import { DEFAULT_WRITE_POLICY } from '../kernel/write-rules.js';
 
 const hostOf = (hostPort: string) => hostPort.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
 
@@ -24,8 +29,12 @@ export class Daemon {
   readonly engine: SyncEngine;
   readonly transport: Transport;
   readonly control: ControlServer;
+  readonly ha: HaMachine;
   private metrics?: Server;
   private timers: NodeJS.Timeout[] = [];
+  private purgeTimer?: NodeJS.Timeout;
+  private readyState?: boolean;
+  notReady: string[] = ['starting'];
 
   constructor(
     readonly cfg: Readonly<Config>,
@@ -79,8 +88,72 @@ export class Daemon {
       if (change === 'added' || change === 'replaced') this.engine.changed(key, true);
       else if (change === 'changed' || change === 'removed') this.engine.changed(key);
     };
+    this.ha = new HaMachine(
+      {
+        commit: (progress) => this.commit(progress),
+        takeOver: async () => {
+          // the committed flows are ours now: pick them up from the kernel and send our whole table out
+          await this.mirror.resync('commit');
+          void this.engine.bulk();
+        },
+        requestResync: () => this.engine.requestResync(),
+        schedulePurge: () => this.schedulePurge(),
+        cancelPurge: () => {
+          if (this.purgeTimer) clearTimeout(this.purgeTimer);
+          this.purgeTimer = undefined;
+        },
+        flushSends: () => this.engine.flush(),
+      },
+      log.child({ c: 'ha' }),
+    );
     this.control = new ControlServer(cfg.control.socket, log.child({ c: 'control' }));
     this.registerControl();
+  }
+
+  /** Write what the peers sent into our kernel (MASTER, or `ctsync commit`). */
+  async commit(progress?: (done: number, total: number) => void): Promise<CommitReport> {
+    const labels = this.cfg.commit.labels && (await rulesetUsesLabels(this.cfg.kernel.netns));
+    if (this.cfg.commit.labels && !labels) this.log.warn('commit.labels is on but the ruleset does not use ct label: labels are not written (the kernel would refuse them)');
+    const report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress);
+    this.log.info({ commit: report }, `committed ${report.entries} peer entries in ${report.durationMs} ms`);
+    return report;
+  }
+
+  /** BACKUP/FAULT: after ha.purgeAfter, drop the flows this node no longer forwards (a later MASTER cancels it). */
+  private schedulePurge(): void {
+    if (this.purgeTimer) clearTimeout(this.purgeTimer);
+    this.purgeTimer = setTimeout(() => void this.purge(), this.cfg.ha.purgeAfter);
+    this.purgeTimer.unref();
+  }
+
+  private async purge(): Promise<void> {
+    this.purgeTimer = undefined;
+    if (this.ha.role === 'master') return;
+    const flows: Flow[] = [];
+    this.mirror.local.forEach((k) => flows.push(this.mirror.local.get(k)!));
+    const r = await this.mirror.ct.write(flows.map((flow) => ({ op: 'delete' as const, flow })));
+    this.log.info({ deleted: r.counts.deleted, absent: r.counts.absent, failed: r.counts.failed }, 'purged stale kernel entries after leaving MASTER');
+    await this.mirror.resync('purge').catch(() => {});
+  }
+
+  /** Feed readiness back into VRRP through the track file, on every change. */
+  private updateReadiness(): void {
+    const peers = this.engine.status().filter((p) => this.cfg.peers.some((c) => c.id === p.nodeId));
+    for (const c of this.cfg.peers) if (!peers.some((p) => p.nodeId === c.id)) peers.push({ nodeId: c.id, link: 'connecting', haveCopy: false, since: this.startedAt } as (typeof peers)[number]);
+    const now = systemClock.now();
+    this.notReady = notReadyReasons(
+      peers.map((p) => ({ nodeId: p.nodeId, link: p.link, haveCopy: p.haveCopy, downForMs: p.link === 'up' ? 0 : now - p.since })),
+      this.cfg.ha.maxLinkDown,
+    );
+    const ready = this.notReady.length === 0;
+    if (ready === this.readyState) return;
+    this.readyState = ready;
+    try {
+      writeTrackFile(this.cfg.ha.trackFile, ready);
+    } catch (err) {
+      this.log.error({ err, file: this.cfg.ha.trackFile }, 'cannot write the keepalived track file (ha.trackFile)');
+    }
+    this.log.info({ ready, reasons: this.notReady }, ready ? 'ready: this node may become master' : `not ready: ${this.notReady.join('; ')}`);
   }
 
   async start(): Promise<void> {
@@ -90,6 +163,10 @@ export class Daemon {
     await this.transport.start();
     await this.control.start();
     if (this.cfg.metrics.listen) this.metrics = await serveMetrics(this.cfg.metrics.listen, () => collectMetrics(this.stats()));
+    this.updateReadiness();
+    const ready = setInterval(() => this.updateReadiness(), 250);
+    ready.unref();
+    this.timers.push(ready);
     if (this.cfg.sync.refreshInterval > 0) {
       const t = setInterval(() => void this.refresh(), this.cfg.sync.refreshInterval);
       t.unref();
@@ -112,6 +189,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    if (this.purgeTimer) clearTimeout(this.purgeTimer);
     this.engine.flush();
     this.engine.stop();
     await this.transport.stop();
@@ -149,6 +227,22 @@ export class Daemon {
         await this.engine.bulk();
         return { sent: this.mirror.local.size };
       })
-      .handle('refresh', async () => ({ refreshed: await this.refresh() }));
+      .handle('refresh', async () => ({ refreshed: await this.refresh() }))
+      .handle('ha', (args, progress) => {
+        const t = args.transition as Transition | undefined;
+        if (!t || !['MASTER', 'BACKUP', 'FAULT', 'STOP'].includes(t.state)) throw new ControlError('CTS_ERR_CONTROL_ARGS', 'ha needs { transition: { state: MASTER|BACKUP|FAULT|STOP } }');
+        const forkedAt = typeof args.forkedAt === 'number' ? args.forkedAt : undefined;
+        return this.ha.apply(t, String(args.source ?? 'cli'), forkedAt, (d, n) => progress(d, n, 'commit'));
+      })
+      .handle('commit', (_args, progress) => this.commit((d, n) => progress(d, n, 'commit')))
+      .handle('flush', async (args) => {
+        if (args.table === 'peer') {
+          for (const t of this.engine.peerTables().values()) t.clear();
+          this.engine.requestResync();
+          return { flushed: 'peer', resyncRequested: true };
+        }
+        await this.mirror.resync('flush');
+        return { flushed: 'local', entries: this.mirror.local.size };
+      });
   }
 }

@@ -14,6 +14,7 @@ export interface DaemonStats {
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
+  ha: { role: string; ready: boolean; notReady: string[]; trackFile: string; lastTransition: unknown };
 }
 
 export function buildStats(d: Daemon): DaemonStats {
@@ -22,7 +23,7 @@ export function buildStats(d: Daemon): DaemonStats {
   const sc = d.engine.counters;
   const configured = new Set(d.cfg.peers.map((p) => p.id));
   const status = d.engine.status();
-  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, lastFrameAgoMs: -1, divergentBuckets: 0 });
+  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, divergentBuckets: 0 });
   const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), configured: configured.has(p.nodeId) }));
   const t = d.transport.stats();
   const drops: Record<string, number> = {};
@@ -51,5 +52,6 @@ export function buildStats(d: Daemon): DaemonStats {
     sync: { framesOut: sc.framesOut, framesIn: sc.framesIn, entriesOut: sc.entriesOut, entriesIn: sc.entriesIn, deletesOut: sc.deletesOut, refreshesOut: sc.refreshesOut, bulks: sc.bulks, resumes: sc.resumes, digests: sc.digests, divergentBuckets: sc.divergentBuckets, lastSeq: d.engine.lastSeq },
     drops,
     control: { ...d.control.stats },
+    ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null },
   };
 }

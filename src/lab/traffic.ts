@@ -63,6 +63,10 @@ export interface TcpStreamStats {
   lastGapMs: number;
   /** Longest time between two echoes: the outage a failover caused. */
   maxGapMs: number;
+  /** Number of the last echoed line (the client numbers its lines 1, 2, 3...). */
+  lastLine: number;
+  /** Echoes whose number was not the previous one plus one: a line lost, duplicated or reordered. */
+  outOfOrder: number;
   /** Client's own address and port (the orig tuple's src/sport on the client side of any NAT). */
   local?: { addr: string; port: number };
   closed: boolean;
@@ -79,7 +83,7 @@ export interface TcpStream extends Stoppable {
 /** A long-lived TCP connection that sends a line every intervalMs and counts echoes until stopped. */
 export async function tcpStream(lab: Lab, e: Endpoints & { intervalMs?: number }): Promise<TcpStream> {
   const server = await spawnReady(lab, e.serverNs, ['tcp-server', '--port', e.serverPort ?? e.port]);
-  const stats: TcpStreamStats = { echoed: 0, lastGapMs: 0, maxGapMs: 0, closed: false };
+  const stats: TcpStreamStats = { echoed: 0, lastGapMs: 0, maxGapMs: 0, lastLine: 0, outOfOrder: 0, closed: false };
   const waiters = new Set<() => void>();
   const client = lab.spawn(e.clientNs, py(['tcp-stream', '--host', e.host, '--port', e.port, '--interval', (e.intervalMs ?? 100) / 1000]), {
     onLine: (line) => {
@@ -87,6 +91,8 @@ export async function tcpStream(lab: Lab, e: Endpoints & { intervalMs?: number }
       if (kind === 'connected') stats.local = { addr: a!, port: Number(b) };
       if (kind === 'echo') {
         stats.echoed++;
+        if (Number(a) !== stats.lastLine + 1) stats.outOfOrder++;
+        stats.lastLine = Number(a);
         stats.lastGapMs = Number(b);
         // The first echo's gap includes connection setup; a failover shows up in later ones.
         if (stats.echoed > 1) stats.maxGapMs = Math.max(stats.maxGapMs, stats.lastGapMs);

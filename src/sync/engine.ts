@@ -72,6 +72,8 @@ export interface PeerStatus {
   oldestUnackedMs: number;
   peerTableSize: number;
   peerInSync: boolean;
+  /** A complete copy of the peer's table (a full bulk or a resume) arrived since its session began. */
+  haveCopy: boolean;
   lastFrameAgoMs: number;
   divergentBuckets: number;
 }
@@ -633,6 +635,7 @@ export class SyncEngine {
         oldestUnackedMs: unacked.length ? now - unacked[0].at : 0,
         peerTableSize: r.table.size,
         peerInSync: r.bulkDone && !r.bulkId && (r.lastDigestDiff ?? 0) === 0,
+        haveCopy: r.bulkDone,
         lastFrameAgoMs: r.lastFrameAt ? now - r.lastFrameAt : -1,
         divergentBuckets: r.lastDigestDiff ?? 0,
       };

@@ -39,7 +39,9 @@ log() { printf '   %s\n' "$*"; }
 command -v bc >/dev/null || apt-get install -y bc >/dev/null
 
 compose() { docker-compose -f "$ROOT/docker-compose.yml" --project-directory "$ROOT" "$@"; }
-dexec() { "$DOCKER_BIN" exec "${PROJECT}_$1_1" "${@:2}"; }
+# Container ids by service, filled after `up` (names differ between compose v1 and v2).
+declare -A CID=()
+dexec() { "$DOCKER_BIN" exec "${CID[$1]}" "${@:2}"; }
 
 ENGINE_STARTED=0
 teardown() {
@@ -95,6 +97,7 @@ step_done app-image
 
 step "docker-compose up"
 compose up -d --no-build 2>&1 | sed 's/^/   /'
+for svc in fw1 fw2 client server redis; do CID[$svc]="$(compose ps -q "$svc")"; done
 step_done compose-up
 
 step "election"
@@ -118,18 +121,27 @@ else FAIL+=("client could not reach the server through fw1: $out"); fi
 if dexec server ctsd-traffic tcp-once --host 10.231.1.10 --port 7000 --connect-timeout 1 >/dev/null 2>&1; then
   FAIL+=("the server opened a connection to the client: forward policy is not strict")
 else log "server -> client new TCP: dropped, as it should be"; fi
+# Nothing leaves the lab: the host's own gateway (an address outside the lab) must be unreachable from
+# the client (its default route is the VIP; the firewalls have no route off the lab networks).
+host_gw="$(ip -4 route show default | awk '{ print $3; exit }')"
+if [ -n "$host_gw" ]; then
+  if dexec client ctsd-traffic tcp-once --host "$host_gw" --port 53 --connect-timeout 1 >/dev/null 2>&1 \
+     || dexec client ping -c1 -W1 "$host_gw" >/dev/null 2>&1; then
+    FAIL+=("the client reached $host_gw, an address outside the lab")
+  else log "client -> $host_gw (host's gateway, outside the lab): unreachable, as it should be"; fi
+fi
 step_done reach
 
 step "failover: TCP echo stream, then fw1 loses power"
 STREAM="$STATE/stream.log"
-"$DOCKER_BIN" exec "${PROJECT}_client_1" ctsd-traffic tcp-stream --host 10.231.2.10 --port 7000 --interval 0.05 \
+"$DOCKER_BIN" exec "${CID[client]}" ctsd-traffic tcp-stream --host 10.231.2.10 --port 7000 --interval 0.05 \
   >"$STREAM" 2>&1 &
 STREAM_PID=$!
 sleep 2
 before="$(grep -c '^echo ' "$STREAM" || true)"
 log "stream running: $before lines echoed"
 t_kill=$(date +%s.%N)
-"$DOCKER_BIN" kill -s KILL "${PROJECT}_fw1_1" >/dev/null
+"$DOCKER_BIN" kill -s KILL "${CID[fw1]}" >/dev/null
 took=""
 for _ in $(seq 1 150); do
   if [ "$(dexec fw2 cat /run/ctsd/vrrp-state 2>/dev/null)" = MASTER ] && [ "$(has_vips fw2)" = 2 ]; then
