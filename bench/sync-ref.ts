@@ -1,8 +1,8 @@
 // Sync benchmark on the two-node lab: burst latency to the standby, active CPU, wire bytes, memory and commit rate.
 //
 // Run by hand, as root (never a timed test):
-//   npm run build && node dist/bench/sync-ref.js [--impl conntrackd] [--n 100000] [--repeats 3] [--big 1000000]
-//                                                [--poll-ms 0] [--out bench/results]
+//   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
+//                                                [--poll-ms 0] [--out bench/results] [--prefix ctsr-]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
 // bursts n flows into act's kernel table with batched ctnetlink writes, and measures:
@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { Lab } from '../src/lab/netns.js';
 import { conntrackdPair, type ConntrackdPair } from './ref/conntrackd.js';
+import { ctsyncPair } from './ref/ctsync.js';
 import {
   REF_PREFIX,
   burst,
@@ -42,6 +43,7 @@ import {
 /** Implementations the benchmark knows. The lead adds `ctsync: ctsyncPair` (same SyncPairFactory signature). */
 const IMPLS: Record<string, SyncPairFactory> = {
   conntrackd: conntrackdPair,
+  ctsync: ctsyncPair,
 };
 
 /** DOMAIN.md's figures for conntrackd 1.4.7 measured on this machine, for the comparison column. */
@@ -61,10 +63,12 @@ interface Args {
   big: number;
   pollMs: number;
   out: string;
+  /** Namespace prefix of the labs (default ctsr-); parallel runs by different people take different prefixes. */
+  prefix: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results' };
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -81,9 +85,10 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--big') a.big = num();
     else if (k === '--poll-ms') a.pollMs = num();
     else if (k === '--out') (a.out = v ?? a.out), i++;
+    else if (k === '--prefix') (a.prefix = v ?? a.prefix), i++;
     else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
   }
-  if (!IMPLS[a.impl]) throw new Error(`--impl must be one of ${Object.keys(IMPLS).join(', ')}`);
+  if (!IMPLS[a.impl] && a.impl !== 'both') throw new Error(`--impl must be one of ${[...Object.keys(IMPLS), 'both'].join(', ')}`);
   return a;
 }
 
@@ -116,9 +121,9 @@ interface RunResult {
 
 const ETH_IP_UDP = 14 + 20 + 8;
 
-async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number): Promise<RunResult> {
+async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
-  const lab = new Lab({ prefix: REF_PREFIX });
+  const lab = new Lab({ prefix });
   let pair: SyncPair | undefined;
   try {
     pair = await factory(lab, { capacity: n });
@@ -328,12 +333,44 @@ function hostCtMax(): number {
 }
 
 function implVersion(impl: string): string {
+  if (impl === 'ctsync') {
+    try {
+      const rev = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+      const dirty = execFileSync('git', ['status', '--porcelain', 'src'], { encoding: 'utf8' }).trim() ? '+uncommitted src changes' : '';
+      return `ctsync ${rev}${dirty} (dist/ as built), security psk`;
+    } catch {
+      return 'ctsync';
+    }
+  }
   if (impl !== 'conntrackd') return impl;
   try {
     return execFileSync('conntrackd', ['-v'], { encoding: 'utf8' }).trim().split('\n')[0] ?? 'conntrackd';
   } catch {
     return 'conntrackd (version unknown)';
   }
+}
+
+/** Side by side: conntrackd and ctsync medians of the same session, with ctsync / conntrackd. */
+function compareMarkdown(env: Record<string, unknown>, byImpl: Record<string, { n: number; runs: RunResult[]; summary: Record<string, Spread> }[]>): string {
+  const a = byImpl['conntrackd'] ?? [];
+  const b = byImpl['ctsync'] ?? [];
+  const lines = [`# conntrackd vs ctsync, same session (${String(env.date)})`, ''];
+  lines.push(`Command: \`${String(env.command)}\`  `);
+  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}. Repeats interleave the two implementations (conntrackd, ctsync, conntrackd, ...), each on a fresh lab.`, '');
+  for (const sa of a) {
+    const sb = b.find((x) => x.n === sa.n);
+    if (!sb) continue;
+    lines.push(`## ${sa.n} entries: median [min – max] of ${sa.runs.length} / ${sb.runs.length} run(s)`, '');
+    lines.push('| metric | conntrackd | ctsync | ctsync / conntrackd |', '|---|---:|---:|---:|');
+    for (const m of METRICS) {
+      const x = sa.summary[m.key]!;
+      const y = sb.summary[m.key]!;
+      const ratio = x.median !== 0 && Number.isFinite(x.median) && Number.isFinite(y.median) ? `${(y.median / x.median).toFixed(2)}x` : '';
+      lines.push(`| ${m.label} | ${fmt(x.median, m.digits)} [${fmt(x.min, m.digits)} – ${fmt(x.max, m.digits)}] | ${fmt(y.median, m.digits)} [${fmt(y.min, m.digits)} – ${fmt(y.max, m.digits)}] | ${ratio} |`);
+    }
+    lines.push('');
+  }
+  return lines.join('\n') + '\n';
 }
 
 async function main(): Promise<void> {
@@ -350,56 +387,74 @@ async function main(): Promise<void> {
       process.exit(130);
     });
   }
-  const swept = Lab.sweep(REF_PREFIX);
+  const swept = Lab.sweep(args.prefix);
   if (swept.length) console.error(`removed leftover namespaces: ${swept.join(' ')}`);
 
-  const factory = IMPLS[args.impl]!;
-  const sets: { n: number; runs: RunResult[]; summary: Record<string, Spread> }[] = [];
-  const skipped: string[] = [];
+  const impls = args.impl === 'both' ? ['conntrackd', 'ctsync'] : [args.impl];
+  const byImpl: Record<string, { n: number; runs: RunResult[]; summary: Record<string, Spread> }[]> = {};
+  const skippedBy: Record<string, string[]> = {};
+  for (const impl of impls) (byImpl[impl] = []), (skippedBy[impl] = []);
   const plan: { n: number; repeats: number }[] = [{ n: args.n, repeats: args.repeats }];
   if (args.big > 0) {
     const max = hostCtMax();
     if (max >= args.big + 1000) plan.push({ n: args.big, repeats: 1 });
-    else skipped.push(`${args.big} entries: the host's nf_conntrack_max is ${max}; a namespace cannot hold more (raise it on the host first).`);
+    else for (const impl of impls) skippedBy[impl]!.push(`${args.big} entries: the host's nf_conntrack_max is ${max}; a namespace cannot hold more (raise it on the host first).`);
   }
   for (const p of plan) {
-    const runs: RunResult[] = [];
+    const runs: Record<string, RunResult[]> = Object.fromEntries(impls.map((x) => [x, []]));
     for (let i = 0; i < p.repeats; i++) {
-      let r: RunResult;
-      try {
-        if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
-        r = await measureOnce(factory, p.n, args.pollMs);
-      } catch (err) {
-        const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;
-        console.error(msg);
-        skipped.push(msg);
-        continue;
+      for (const impl of impls) {
+        let r: RunResult;
+        try {
+          if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
+          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix);
+        } catch (err) {
+          const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;
+          console.error(`${impl}: ${msg}`);
+          skippedBy[impl]!.push(msg);
+          continue;
+        }
+        runs[impl]!.push(r);
+        console.error(
+          `${impl} n=${p.n} run ${i + 1}/${p.repeats}: latency ${r.latency.ms.toFixed(2)} ms (res ${r.latency.resolutionMs.toFixed(3)}, at-last-insert ${r.latency.atLastInsert}), ` +
+            `cpu ${r.cpu.activePer10k.toFixed(4)} s/10k, wire ${r.wire.bytesPerEntry.toFixed(1)} B/entry, rss ${r.rss.activePerEntry.toFixed(0)}/${r.rss.standbyPerEntry.toFixed(0)} B/entry, ` +
+            `commit ${r.commit.perSec.toFixed(0)}/s (${r.commit.durationMs.toFixed(0)} ms, kernel ${r.commit.kernelAfterReturn - r.commit.kernelBefore})`,
+        );
       }
-      runs.push(r);
-      console.error(
-        `${args.impl} n=${p.n} run ${i + 1}/${p.repeats}: latency ${r.latency.ms.toFixed(2)} ms (res ${r.latency.resolutionMs.toFixed(3)}, at-last-insert ${r.latency.atLastInsert}), ` +
-          `cpu ${r.cpu.activePer10k.toFixed(4)} s/10k, wire ${r.wire.bytesPerEntry.toFixed(1)} B/entry, rss ${r.rss.activePerEntry.toFixed(0)}/${r.rss.standbyPerEntry.toFixed(0)} B/entry, ` +
-          `commit ${r.commit.perSec.toFixed(0)}/s (${r.commit.durationMs.toFixed(0)} ms, kernel ${r.commit.kernelAfterReturn - r.commit.kernelBefore})`,
-      );
     }
-    if (runs.length) sets.push({ n: p.n, runs, summary: summarize(runs) });
+    for (const impl of impls) if (runs[impl]!.length) byImpl[impl]!.push({ n: p.n, runs: runs[impl]!, summary: summarize(runs[impl]!) });
   }
 
-  const env = {
+  mkdirSync(args.out, { recursive: true });
+  const command = `${/vite-node|\.ts$/.test(process.argv[1] ?? '') ? 'npx vite-node bench/sync-ref.ts --' : 'node dist/bench/sync-ref.js'} ${process.argv.slice(2).join(' ')}`.trim();
+  const baseEnv = {
     date: new Date().toISOString(),
-    command: `${/vite-node|\.ts$/.test(process.argv[1] ?? '') ? 'npx vite-node bench/sync-ref.ts --' : 'node dist/bench/sync-ref.js'} ${process.argv.slice(2).join(' ')}`.trim(),
+    command,
     kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
     nproc: execFileSync('nproc', { encoding: 'utf8' }).trim(),
-    implVersion: implVersion(args.impl),
     hostNfConntrackMax: hostCtMax(),
     domainFigures: DOMAIN_FIGURES,
   };
-  mkdirSync(args.out, { recursive: true });
-  const base = join(args.out, `${args.impl}-ref`);
-  writeFileSync(`${base}.json`, JSON.stringify({ impl: args.impl, env, sets, skipped }, null, 2) + '\n');
-  const md = markdown(args.impl, env, sets, skipped);
-  writeFileSync(`${base}.md`, md);
-  process.stdout.write(md);
+  for (const impl of impls) {
+    const env = { ...baseEnv, implVersion: implVersion(impl) };
+    const base = join(args.out, `${impl}-ref`);
+    writeFileSync(`${base}.json`, JSON.stringify({ impl, env, sets: byImpl[impl], skipped: skippedBy[impl] }, null, 2) + '\n');
+    const md = markdown(impl, env, byImpl[impl]!, skippedBy[impl]!);
+    writeFileSync(`${base}.md`, md);
+    process.stdout.write(md);
+  }
+  if (impls.length > 1) {
+    const md = compareMarkdown(baseEnv, byImpl);
+    const base = join(args.out, 'sync-compare');
+    const ratios: Record<string, Record<string, number>> = {};
+    for (const s of byImpl['conntrackd'] ?? []) {
+      const t = (byImpl['ctsync'] ?? []).find((x) => x.n === s.n);
+      if (t) ratios[String(s.n)] = Object.fromEntries(METRICS.map((m) => [m.key, t.summary[m.key]!.median / s.summary[m.key]!.median]));
+    }
+    writeFileSync(`${base}.json`, JSON.stringify({ env: baseEnv, ratiosCtsyncOverConntrackd: ratios, conntrackd: byImpl['conntrackd'], ctsync: byImpl['ctsync'], skipped: skippedBy }, null, 2) + '\n');
+    writeFileSync(`${base}.md`, md);
+    process.stdout.write(md);
+  }
 }
 
 main().catch((err: unknown) => {

@@ -79,8 +79,9 @@ run_fw() {
   echo BACKUP >/run/ctsd/vrrp-state
 
   if [ "${CTSYNC_DAEMON:-0}" = 1 ]; then
-    # Lab-only key shared by both firewalls through the compose file; never a real deployment's key.
-    printf '%s\n' "${CTSYNC_LAB_KEY:?CTSYNC_LAB_KEY must be set when CTSYNC_DAEMON=1}" >/etc/ctsync/cluster.key
+    # The lab's key reaches both firewalls through the environment (see docker-compose.yml).
+    [ -n "${CTSYNC_LAB_KEY:-}" ] || die "CTSYNC_LAB_KEY is empty: export CTSYNC_LAB_KEY=\$(openssl rand -hex 32) before docker-compose up"
+    printf '%s\n' "$CTSYNC_LAB_KEY" >/etc/ctsync/cluster.key
     chmod 0600 /etc/ctsync/cluster.key
     log "starting ctsync daemon --config /etc/ctsync/ctsync.yaml"
     ctsync daemon --config /etc/ctsync/ctsync.yaml &

@@ -6,7 +6,7 @@ import { flowToJson, PROTO_NAMES } from '../kernel/json.js';
 import { Af, type Flow } from '../kernel/types.js';
 import { DEFAULT_WRITE_POLICY, invertTuple } from '../kernel/write-rules.js';
 import { formatFlow } from './format.js';
-import { listDocument, parseFlowFile } from './flow-file.js';
+import { listDocument, parseFlowFile } from '../kernel/flow-file.js';
 import { CliError, Exit } from './exit.js';
 import { KernelMirror } from '../state/mirror.js';
 import { decodeKey } from '../state/key.js';

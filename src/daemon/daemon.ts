@@ -13,7 +13,7 @@ import type { Logger } from './log.js';
 import { serveMetrics } from './metrics.js';
 import { collectMetrics } from './metrics-daemon.js';
 import { buildStats, type DaemonStats } from './stats.js';
-import { listDocument } from '../cli/flow-file.js';
+import { listDocument } from '../kernel/flow-file.js';
 import type { Flow } from '../kernel/types.js';
 import { HaMachine } from '../ha/machine.js';
 import { notReadyReasons, writeTrackFile } from '../ha/readiness.js';

@@ -27,6 +27,8 @@ APP_IMAGE=ctsync-lab:local
 export CTSYNC_BASE=ctsync-base:local
 export CTSYNC_DAEMON="${CTSYNC_DAEMON:-0}"
 export COMPOSE_PROJECT_NAME="$PROJECT"
+# A fresh peer-link key per run (used when CTSYNC_DAEMON=1).
+export CTSYNC_LAB_KEY="${CTSYNC_LAB_KEY:-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')}"
 
 T_START=$(date +%s.%N)
 declare -a TIMES=()

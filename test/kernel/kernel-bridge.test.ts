@@ -11,7 +11,7 @@ import { KernelMirror } from '../../src/state/mirror.js';
 import { systemClock } from '../../src/state/clock.js';
 import { silentLogger } from '../../src/daemon/log.js';
 import { spawn } from 'node:child_process';
-import { listDocument } from '../../src/cli/flow-file.js';
+import { listDocument } from '../../src/kernel/flow-file.js';
 import {
   comparableKey,
   expectationModelToComparable,

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { listDocument, parseFlowFile } from '../../../src/cli/flow-file.js';
+import { listDocument, parseFlowFile } from '../../../src/kernel/flow-file.js';
 import type { Flow } from '../../../src/kernel/types.js';
 
 const tcp: Flow = {

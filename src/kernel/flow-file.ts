@@ -1,6 +1,6 @@
 // The flow file formats: the `ct list --json` document and one JSON flow per line, as `ct load` reads them.
-import { flowFromJson, flowToJson } from '../kernel/json.js';
-import type { Flow } from '../kernel/types.js';
+import { flowFromJson, flowToJson } from './json.js';
+import type { Flow } from './types.js';
 
 /** The JSON document of `ct list --json`: a header, then one flow per line so a line names a flow. */
 export function listDocument(flows: Flow[]): string {
