@@ -18,7 +18,7 @@ createInterface({ input: process.stdin }).once('line', () => {
     const rep = await ct.write(ops);
     const ms = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
-    const out = { ms, results: rep.results.length, counts: rep.counts, failedByErrno: rep.failedByErrno, cpuMs: (cpu.user + cpu.system) / 1000, overruns: ct.stats.overruns };
+    const out = { ms, results: rep.results.length, counts: rep.counts, failedByErrno: rep.failedByErrno, cpuMs: (cpu.user + cpu.system) / 1000, userMs: cpu.user / 1000, sysMs: cpu.system / 1000, overruns: ct.stats.overruns };
     process.stdout.write(JSON.stringify(out) + '\n');
     ct.close();
     process.exit(0);

@@ -20,5 +20,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
   [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
+# Node.js 20 or newer (the project's machines have it; a bare Debian gets its packaged nodejs, checked below)
+if ! command -v node >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "ctsync needs Node.js 20 or newer; this machine has $(node --version). Install a newer nodejs and run this again." >&2
+  exit 1
+fi
 npm ci --no-audit --no-fund
 npm run build
+chmod +x dist/src/cli/main.js
+ln -sf "$PWD/dist/src/cli/main.js" /usr/local/bin/ctsync
+echo "ctsync installed: $(command -v ctsync)"

@@ -56,8 +56,10 @@ export interface CtsyncPairOptions extends PairOptions {
   extraYaml?: string[];
   /** Extra argv before node (e.g. ['chrt', '-r', '99'] for like-for-like scheduling with conntrackd). */
   wrap?: string[];
-  /** Extra node flags (e.g. ['--cpu-prof', '--cpu-prof-dir=DIR']). */
+  /** Extra node flags for both daemons (e.g. ['--max-old-space-size=4096']). */
   nodeFlags?: string[];
+  /** Run both daemons with `node --cpu-prof`, profiles under DIR/act and DIR/sby (written at their SIGTERM exit). */
+  cpuProfDir?: string;
 }
 
 function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; keyFile: string; socket: string; trackFile: string; eventBuffer: number; ignore: string[]; extra: string[] }): string {
@@ -118,7 +120,8 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
         extra: opts.extraYaml ?? [],
       }),
     );
-    const argv = [...(opts.wrap ?? []), process.execPath, ...(opts.nodeFlags ?? []), CTSYNC_MAIN, 'daemon', '-c', confPath];
+    const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.cpuProfDir, tag)}`] : [];
+    const argv = [...(opts.wrap ?? []), process.execPath, ...prof, ...(opts.nodeFlags ?? []), CTSYNC_MAIN, 'daemon', '-c', confPath];
     const proc = lab.spawn(ns, argv, { onLine: () => {} });
     return { role, ns, confPath, socketPath, proc };
   };

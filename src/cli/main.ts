@@ -7,6 +7,7 @@ import { daemonCommand } from './daemon.js';
 import { controlCommands } from './control.js';
 import { keygenCommand } from './keygen.js';
 import { notifyCommand, notifyFifoCommand } from './notify.js';
+import { doctorCommand } from './doctor.js';
 import { Exit, CliError } from './exit.js';
 
 const cli = yargs(hideBin(process.argv))
@@ -17,6 +18,7 @@ const cli = yargs(hideBin(process.argv))
   .command(keygenCommand)
   .command(notifyCommand)
   .command(notifyFifoCommand)
+  .command(doctorCommand)
   .demandCommand(1, 'Name a command: ctsync --help lists them.')
   .strict()
   .recommendCommands()

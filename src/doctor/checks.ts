@@ -106,7 +106,8 @@ export function checkRmemMax(s: Sysctls, wanted: number, netns?: string): CheckR
     ...base,
     status: 'warn',
     detail: `${key} = ${v} < kernel.eventBuffer ${wanted}: only matters if the daemon lacks CAP_NET_ADMIN (SO_RCVBUFFORCE ignores it)`,
-    remedy: sysctlFix(netns, key, wanted),
+    // read-only inside a child namespace (measured on 6.18: mode 0444, mirrors the host's value): set it on the host
+    remedy: sysctlFix(undefined, key, wanted),
   };
 }
 

@@ -147,14 +147,14 @@ export class CtsyncLab {
     };
     const proc = this.lab.spawn(fw.ns, [process.execPath, this.opts.bin, 'daemon', '-c', p.conf], { onLine: log, onErrLine: log });
     n.proc = proc;
-    const until = Date.now() + 15_000;
+    const until = Date.now() + 30_000;
     for (;;) {
       try {
         await request(p.socket, 'stats', {}, undefined, 2000);
         return;
       } catch {
         if (!proc.running) throw new LabError(`ctsync on ${fw.name} exited at start: ${n.log.slice(-8).join(' | ')}`);
-        if (Date.now() > until) throw new LabError(`ctsync on ${fw.name} did not answer on ${p.socket} within 15 s: ${n.log.slice(-8).join(' | ')}`);
+        if (Date.now() > until) throw new LabError(`ctsync on ${fw.name} did not answer on ${p.socket} within 30 s: ${n.log.slice(-8).join(' | ')}`);
         await sleep(50);
       }
     }
@@ -306,7 +306,7 @@ export async function runPhase(cl: CtsyncLab, s: Streams, kind: 'failover' | 'fa
   let masterWhileNotReady: boolean | undefined;
   let masterAt: number;
   if (kind === 'failover') {
-    say(`${from} loses power: its links go down, keepalived and ctsync get SIGKILL`);
+    say(`${from} loses power: its links go down, keepalived${cl.sync ? ' and ctsync' : ''} get${cl.sync ? '' : 's'} SIGKILL`);
     powerAt = await fl.powerLoss(from);
     masterAt = await fl.waitForMaster(to, 15_000);
   } else {
@@ -334,7 +334,7 @@ export async function runPhase(cl: CtsyncLab, s: Streams, kind: 'failover' | 'fa
     say(`${to} power restored: memory empty, ${cl.sync ? 'ctsync starts (and asks fw2 for its table), then keepalived' : 'keepalived starts'}`);
     try {
       await fl.powerOn(to);
-      masterAt = await fl.waitForMaster(to, 30_000);
+      masterAt = await fl.waitForMaster(to, 45_000);
     } finally {
       watching = false;
       await watch;
@@ -402,7 +402,7 @@ export function describeTransition(t: TransitionResult): string {
 /** One summary line per phase, for the demo and the test's output. */
 export function describePhase(p: PhaseResult): string {
   const tcp = p.tcp.survived ? `TCP gap ${p.tcp.gapMs} ms, in order, no RST` : `TCP DIED${p.tcp.error ? ` (error ${p.tcp.error})` : ''}`;
-  const udp = p.udp.survived ? `UDP gap ${p.udp.gapMs} ms (${p.udp.lost} datagrams lost)` : 'UDP DIED';
+  const udp = p.udp.survived ? `UDP gap ${p.udp.gapMs} ms (${p.udp.lost} datagram${p.udp.lost === 1 ? '' : 's'} lost)` : 'UDP DIED';
   const commit = p.transition?.commit ? `; commit ${p.transition.commit.entries} flows in ${p.transition.commit.durationMs} ms` : '';
   return `${p.kind} ${p.from}→${p.to}: takeover ${p.takeoverMs} ms after the power ${p.kind === 'failover' ? 'loss' : 'on'}; ${tcp}; ${udp}${commit}`;
 }
@@ -450,11 +450,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   const lab = new Lab({ prefix: DEMO_PREFIX });
   let cl: CtsyncLab | undefined;
   let streams: Streams | undefined;
-  let ticker: NodeJS.Timeout | undefined;
+  let ticker: { stop(): void } | undefined;
   let finishing: Promise<void> | undefined;
   const teardown = (): Promise<void> =>
     (finishing ??= (async () => {
-      if (ticker) clearInterval(ticker);
+      ticker?.stop();
       await streams?.tcp.stop().catch(() => {});
       await streams?.udp.stop().catch(() => {});
       await cl?.close().catch(() => {});
@@ -525,8 +525,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     } else if (!o.sync) {
       say('no failback in the control run: the streams are already dead');
     }
-    if (ticker) clearInterval(ticker);
-    ticker = undefined;
+    ticker.stop();
 
     write('');
     write('summary');
@@ -577,12 +576,13 @@ export async function runDemo(o: DemoOptions): Promise<number> {
 }
 
 /** A line a second so a person sees the streams tick, stall and resume, and who is master. */
-function startTicker(cl: CtsyncLab, s: Streams, say: (l: string) => void): NodeJS.Timeout {
+function startTicker(cl: CtsyncLab, s: Streams, say: (l: string) => void): { stop(): void } {
   let last = { tcp: s.tcp.stats.lastLine, udp: s.udp.stats.lastSeq, at: Date.now() };
   let stall = { tcp: 0, udp: 0 };
   let busy = false;
+  let stopped = false;
   const t = setInterval(() => {
-    if (busy) return;
+    if (busy || stopped) return;
     busy = true;
     void (async () => {
       const now = Date.now();
@@ -592,10 +592,15 @@ function startTicker(cl: CtsyncLab, s: Streams, say: (l: string) => void): NodeJ
       stall = { tcp: tcpLine === last.tcp ? stall.tcp + (now - last.at) : 0, udp: udpSeq === last.udp ? stall.udp + (now - last.at) : 0 };
       const tcp = stall.tcp ? `TCP stalled ${(stall.tcp / 1000).toFixed(1)} s at line ${tcpLine}` : `TCP line ${tcpLine} echoed`;
       const udp = stall.udp ? `UDP stalled ${(stall.udp / 1000).toFixed(1)} s at seq ${udpSeq}` : `UDP seq ${udpSeq} received`;
-      say(`  · ${tcp.padEnd(32)} ${udp.padEnd(32)} master: ${master ?? 'none'}`);
+      if (!stopped) say(`  · ${tcp.padEnd(32)} ${udp.padEnd(32)} master: ${master ?? 'none'}`);
       last = { tcp: tcpLine, udp: udpSeq, at: now };
       busy = false;
     })();
   }, 1000);
-  return t;
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(t);
+    },
+  };
 }

@@ -266,6 +266,8 @@ describe.skipIf(reason !== undefined)('lab harness (kernel)', () => {
       const pid = Number(r.stdout.trim());
       expect(pidAlive(pid)).toBe(true);
       await lab.teardown();
+      // SIGKILL is delivered asynchronously: give a loaded machine a moment to let the process die
+      for (let i = 0; i < 50 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 100));
       expect(pidAlive(pid)).toBe(false);
     });
 

@@ -1,0 +1,189 @@
+// Options of the Redis Streams transport (a typed object with a documented default per key), their validation,
+// and the ioredis client they describe: single Redis, Sentinel or Cluster, with TLS and ACL credentials.
+
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { backoffDelay } from '../tcp/backoff.js';
+import { TransportError } from '../types.js';
+
+/** Where Redis is and how to reach it. */
+export interface RedisConnectOptions {
+  /** `single` (one server), `sentinel` (ask the sentinels for `name`'s master), `cluster`. Default `single`. */
+  mode?: 'single' | 'sentinel' | 'cluster';
+  /**
+   * single: one `host:port` (default `127.0.0.1:6379`). sentinel: the sentinels' `host:port`s. cluster: seed nodes.
+   */
+  addresses?: string[];
+  /** sentinel: the monitored master's name. Required in sentinel mode. */
+  name?: string;
+  /** ACL user (Redis 6+). Default none (the `default` user). */
+  username?: string;
+  /** ACL password, or the file holding it (preferred: keeps it out of the config). Default none. */
+  password?: string;
+  passwordFile?: string;
+  /** sentinel: credentials of the sentinels themselves, when they differ. Default none. */
+  sentinelUsername?: string;
+  sentinelPassword?: string;
+  /** Database number (single / sentinel only; a Cluster has only db 0). Default 0. */
+  db?: number;
+  /** TLS to Redis (and to the sentinels). Absent: plaintext. */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; servername?: string };
+  /** Reconnect backoff (full jitter), ms. Default `{ initialMs: 100, maxMs: 5000 }`. */
+  backoff?: { initialMs: number; maxMs: number };
+  /** TCP connect timeout, ms. Default 3000. */
+  connectTimeoutMs?: number;
+}
+
+export interface RedisTransportOptions {
+  /** This node's id: it writes `{ctsync:<cluster>:<nodeId>}:stream`. Required. */
+  nodeId: string;
+  /** Cluster id: the key namespace. Required. */
+  clusterId: string;
+  /** The other nodes whose streams this node reads. Required, at least one. */
+  peers: string[];
+  redis?: RedisConnectOptions;
+  /** Approximate MAXLEN of this node's stream (XADD MAXLEN ~). Default 100000 frames (~3 GB at worst, ~2 MB typical). */
+  maxLen?: number;
+  /** How often this node refreshes its presence key and polls the peers' ones, ms. Default 500. */
+  heartbeatMs?: number;
+  /** A peer whose presence key is older than this is down, ms (the key's TTL). Default 2000; > 2 × heartbeatMs. */
+  deadAfterMs?: number;
+  /** Queued (not yet written) bytes above which `send()` reports backpressure. Default 8 MiB. */
+  highWaterMarkBytes?: number;
+  /**
+   * Queued bytes kept through a Redis outage; past it frames are dropped and the node republishes its whole table
+   * (a full resync) once Redis is back. Default 64 MiB (~2 M flow changes).
+   */
+  maxBufferBytes?: number;
+  /** Frames per XREAD / per MULTI. Default 1000. */
+  batchFrames?: number;
+  /** XREAD BLOCK timeout, ms: bounds how long a reader waits before re-checking its state. Default 1000. */
+  blockMs?: number;
+  logger?: Logger;
+}
+
+export type ResolvedRedisOptions = Required<Omit<RedisTransportOptions, 'logger' | 'redis'>> & {
+  redis: Required<Pick<RedisConnectOptions, 'mode' | 'addresses' | 'db' | 'backoff' | 'connectTimeoutMs'>> & RedisConnectOptions;
+  logger?: Logger;
+};
+
+const ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Applies defaults and checks every key; throws one TransportError naming every bad one. */
+export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOptions {
+  const problems: string[] = [];
+  if (!ID.test(o.nodeId ?? '')) problems.push('nodeId must be 1-64 of A-Z a-z 0-9 . _ -');
+  if (!o.clusterId || /[{}]/.test(o.clusterId)) problems.push('clusterId must be a non-empty string without { }');
+  if (!Array.isArray(o.peers) || !o.peers.length) problems.push('redis.peers (or peers) must list at least one other node id');
+  else {
+    for (const p of o.peers) if (!ID.test(p)) problems.push(`peer '${p}' must be 1-64 of A-Z a-z 0-9 . _ -`);
+    if (o.peers.includes(o.nodeId)) problems.push(`peers lists this node's own id '${o.nodeId}'`);
+  }
+  const r = o.redis ?? {};
+  const mode = r.mode ?? 'single';
+  if (!['single', 'sentinel', 'cluster'].includes(mode)) problems.push('redis.mode must be single, sentinel or cluster');
+  const addresses = r.addresses?.length ? r.addresses : ['127.0.0.1:6379'];
+  for (const a of addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT`);
+  if (mode === 'sentinel' && !r.name) problems.push('redis.name is required in sentinel mode (the master name the sentinels monitor)');
+  if (mode === 'cluster' && r.db) problems.push('redis.db must be 0 in cluster mode');
+  if (r.password && r.passwordFile) problems.push('redis.password and redis.passwordFile: set only one');
+  const heartbeatMs = o.heartbeatMs ?? 500;
+  const deadAfterMs = o.deadAfterMs ?? 2000;
+  if (deadAfterMs < 2 * heartbeatMs) problems.push(`deadAfterMs (${deadAfterMs}) must be at least 2 × heartbeatMs (${heartbeatMs})`);
+  const highWaterMarkBytes = o.highWaterMarkBytes ?? 8 << 20;
+  const maxBufferBytes = o.maxBufferBytes ?? 64 << 20;
+  if (maxBufferBytes <= highWaterMarkBytes) problems.push('maxBufferBytes must exceed highWaterMarkBytes');
+  const maxLen = o.maxLen ?? 100_000;
+  if (!(maxLen >= 10)) problems.push('maxLen must be at least 10');
+  if (problems.length) throw new TransportError('CTS_ERR_CONFIG_INVALID', `invalid redis transport options:\n  ${problems.join('\n  ')}`);
+  return {
+    nodeId: o.nodeId,
+    clusterId: o.clusterId,
+    peers: [...o.peers],
+    maxLen,
+    heartbeatMs,
+    deadAfterMs,
+    highWaterMarkBytes,
+    maxBufferBytes,
+    batchFrames: o.batchFrames ?? 1000,
+    blockMs: o.blockMs ?? 1000,
+    redis: { ...r, mode, addresses, db: r.db ?? 0, backoff: r.backoff ?? { initialMs: 100, maxMs: 5000 }, connectTimeoutMs: r.connectTimeoutMs ?? 3000 },
+    ...(o.logger ? { logger: o.logger } : {}),
+  };
+}
+
+function split(hostPort: string): { host: string; port: number } {
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(hostPort)!;
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+function readFile(path: string, key: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new TransportError('CTS_ERR_KEY_READ', `cannot read ${key} ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export type RedisClient = Redis | Cluster;
+
+/** Per-node options of a Cluster: the cluster object owns retries and queueing. */
+function clusterNodeOptions(o: RedisOptions): ClusterOptions['redisOptions'] {
+  const { retryStrategy: _r, enableOfflineQueue: _q, lazyConnect: _l, ...rest } = o;
+  return rest;
+}
+
+/**
+ * A new client for these options (not yet connected: `lazyConnect`). Commands fail at once while disconnected
+ * (no offline queue): the transport keeps its own bounded queue and knows what was written.
+ */
+export function createClient(o: ResolvedRedisOptions['redis'], name: string): RedisClient {
+  const password = o.passwordFile ? readFile(o.passwordFile, 'redis.passwordFile').trim() : o.password;
+  let tls: ConnectionOptions | undefined;
+  if (o.tls) {
+    tls = {};
+    if (o.tls.caFile) tls.ca = readFile(o.tls.caFile, 'redis.tls.caFile');
+    if (o.tls.certFile) tls.cert = readFile(o.tls.certFile, 'redis.tls.certFile');
+    if (o.tls.keyFile) tls.key = readFile(o.tls.keyFile, 'redis.tls.keyFile');
+    if (o.tls.servername) tls.servername = o.tls.servername;
+  }
+  let attempt = 0;
+  const common: RedisOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: null,
+    connectionName: name,
+    connectTimeout: o.connectTimeoutMs,
+    ...(o.username ? { username: o.username } : {}),
+    ...(password ? { password } : {}),
+    ...(tls ? { tls } : {}),
+    retryStrategy: (times: number) => {
+      attempt = times;
+      return Math.max(10, backoffDelay(attempt, { ...o.backoff, factor: 2 }));
+    },
+  };
+  if (o.mode === 'cluster') {
+    const opts: ClusterOptions = {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      clusterRetryStrategy: (times: number) => Math.max(10, backoffDelay(times, { ...o.backoff, factor: 2 })),
+      redisOptions: clusterNodeOptions(common),
+      ...(tls ? { dnsLookup: (address, cb) => cb(null, address) } : {}),
+    };
+    return new Cluster(o.addresses.map(split), opts);
+  }
+  if (o.mode === 'sentinel') {
+    return new Redis({
+      ...common,
+      sentinels: o.addresses.map(split),
+      name: o.name!,
+      db: o.db,
+      ...(o.sentinelUsername ? { sentinelUsername: o.sentinelUsername } : {}),
+      ...(o.sentinelPassword ? { sentinelPassword: o.sentinelPassword } : {}),
+      ...(tls ? { sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+    });
+  }
+  return new Redis({ ...common, ...split(o.addresses[0]!), db: o.db });
+}

@@ -1,0 +1,132 @@
+// Starts a real redis-server for tests: a free loopback port (or a given address), its own temp dir, optional ACL
+// users; stopped (and restarted) by its PID only. Tests that cannot find redis-server say so (redisMissing()).
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export function redisMissing(): string | undefined {
+  try {
+    execFileSync('sh', ['-c', 'command -v redis-server'], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return 'needs redis-server on PATH (apt-get install redis-server; .ci/run installs it)';
+  }
+}
+
+export async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface RedisServerOptions {
+  /** Default 127.0.0.1 and a free port. */
+  host?: string;
+  port?: number;
+  /** ACL users: name → password; each gets `~ctsync:* ~{ctsync:* &* +@all -@dangerous +info`. The default user is then disabled. */
+  users?: Record<string, string>;
+  /** Keep data across restart() (appendonly, fsync always). Default false: a restart loses everything. */
+  persist?: boolean;
+  /** Prefix the command with this (e.g. ['ip', 'netns', 'exec', NS]). */
+  wrap?: string[];
+}
+
+export class RedisServer {
+  readonly dir: string;
+  private proc?: ChildProcess;
+  host: string;
+  port: number;
+
+  private constructor(private readonly o: RedisServerOptions, port: number) {
+    this.dir = mkdtempSync(join(tmpdir(), 'ctsync-redis-'));
+    this.host = o.host ?? '127.0.0.1';
+    this.port = port;
+    const lines = [
+      `bind ${this.host}`, `port ${this.port}`, `dir ${this.dir}`, 'daemonize no', 'save ""', 'protected-mode no', 'loglevel warning',
+      `logfile ${join(this.dir, 'redis.log')}`,
+      o.persist ? 'appendonly yes\nappendfsync always' : 'appendonly no',
+    ];
+    if (o.users) {
+      lines.push('user default off');
+      for (const [u, p] of Object.entries(o.users)) lines.push(`user ${u} on >${p} ~ctsync:* ~{ctsync:* &* +@all -@dangerous +info`);
+    }
+    writeFileSync(join(this.dir, 'redis.conf'), `${lines.join('\n')}\n`);
+  }
+
+  static async start(o: RedisServerOptions = {}): Promise<RedisServer> {
+    const s = new RedisServer(o, o.port ?? (await freeLoopbackPort()));
+    await s.launch();
+    return s;
+  }
+
+  get address(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  private async launch(): Promise<void> {
+    const argv = [...(this.o.wrap ?? []), 'redis-server', join(this.dir, 'redis.conf')];
+    const proc = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+    this.proc = proc;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode} (see ${join(this.dir, 'redis.log')})`);
+      if (await this.answers()) return;
+      if (Date.now() > deadline) throw new Error(`redis-server did not answer on ${this.address}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** True once something accepts connections on the port (a PING needs auth with ACL users). */
+  private answers(): Promise<boolean> {
+    if (this.o.wrap) {
+      // inside a namespace: ask with redis-cli there
+      try {
+        const out = execFileSync(this.o.wrap[0]!, [...this.o.wrap.slice(1), 'redis-cli', '-h', this.host, '-p', String(this.port), 'PING'], { stdio: 'pipe', timeout: 2000 }).toString();
+        return Promise.resolve(/PONG|NOAUTH|NOPERM/.test(out));
+      } catch {
+        return Promise.resolve(false);
+      }
+    }
+    return new Promise((resolve) => {
+      const s = net.connect(this.port, this.host);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+  }
+
+  /** SIGKILL by PID (no shutdown save): what a crash looks like. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode) return;
+    await new Promise<void>((res) => {
+      p.once('exit', () => res());
+      process.kill(p.pid!, 'SIGKILL');
+    });
+    this.proc = undefined;
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.launch();
+  }
+
+  /** Stops the server (by its PID) and removes its directory. */
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
