@@ -35,14 +35,16 @@ async function main(): Promise<void> {
   const restoreMax = raiseConntrackMax(Math.max(262144, Math.ceil(SIZE * 1.1)));
   const lab = new Lab({ prefix: 'ctsb-' });
   const runs: Run[] = [];
+  let inTable = 0;
   try {
     const ns = await lab.addNamespace('dump');
     const filler = new LineChild(lab, ns, nodeChild('writes-child', [SIZE, 9]));
     if ((await filler.next(120_000)) !== 'ready') throw new Error('filler not ready');
-    await filler.ask('go', 600_000);
+    const filled = JSON.parse(await filler.ask('go', 600_000)) as { counts: Record<string, number>; failedByErrno: Record<string, number> };
     await filler.proc.stop();
-    const inTable = await conntrackCount(async (f) => (await lab.exec(ns, ['cat', f])).stdout);
-    if (inTable !== SIZE) throw new Error(`table holds ${inTable}, wanted ${SIZE}`);
+    inTable = await conntrackCount(async (f) => (await lab.exec(ns, ['cat', f])).stdout);
+    // another process on the machine may put the global nf_conntrack_max back while we fill: say so, go on
+    if (inTable !== SIZE) process.stderr.write(`table holds ${inTable} of ${SIZE}: ${JSON.stringify(filled.failedByErrno)}\n`);
     for (let rep = 0; rep < REPS; rep++) {
       const child = new LineChild(lab, ns, nodeChild('dump-child', []));
       const r = JSON.parse(await child.next(600_000)) as { ms: number; entries: number; rssBefore: number; rssPeak: number };
@@ -70,7 +72,7 @@ async function main(): Promise<void> {
       ms: summarize(mine.map((r) => r.ms)),
       peakMiB: summarize(mine.map((r) => r.peakMiB)),
       maxRssMiB: summarize(mine.map((r) => r.maxRssMiB)),
-      complete: mine.every((r) => r.entries === SIZE),
+      complete: mine.every((r) => r.entries === inTable),
     });
   }
   const md = [
@@ -78,13 +80,14 @@ async function main(): Promise<void> {
     '',
     table(
       ['tool', 'entries/s', 'time ms', 'memory for the dump MiB', 'bytes/entry', 'max RSS MiB', 'all entries'],
-      rows.map((r) => [r.tool, fmt(r.rate, 1, 'k'), fmt(r.ms, 0), fmt(r.peakMiB, 0), Math.round((r.peakMiB.median * MiB) / SIZE), fmt(r.maxRssMiB, 0), r.complete ? 'yes' : 'NO']),
+      rows.map((r) => [r.tool, fmt(r.rate, 1, 'k'), fmt(r.ms, 0), fmt(r.peakMiB, 0), Math.round((r.peakMiB.median * MiB) / inTable), fmt(r.maxRssMiB, 0), r.complete ? 'yes' : 'NO']),
     ),
     '',
-    'ctsync: dump() returns all entries as Flow objects; memory = VmHWM − RSS before the dump, bytes/entry = that / entries. ' +
+    `Table: ${inTable} entries. ` +
+      'ctsync: dump() returns all entries as Flow objects; memory = VmHWM − RSS before the dump, bytes/entry = that / entries. ' +
       'conntrack -L prints each entry (to /dev/null) and keeps nothing; memory = its max RSS (/usr/bin/time -v).',
   ].join('\n');
-  const files = writeResults('dump', { env: environment(), reps: REPS, size: SIZE, rows, runs }, md);
+  const files = writeResults('dump', { env: environment(), reps: REPS, size: SIZE, inTable, rows, runs }, md);
   process.stdout.write(md + `\n\nwrote ${files.json} and ${files.md}\n`);
 }
 

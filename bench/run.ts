@@ -1,7 +1,8 @@
 // Runs the three kernel benchmarks one after another and gathers their tables into bench/results/kernel.{json,md}.
 //
 // Run by hand, as root:  npx tsc -p . && node dist/bench/run.js [--quick]   (or: npm run build && npm run bench)
-// --quick: one repetition and smaller sizes, to check the setup in a few minutes. Each benchmark cleans up after itself.
+// --quick: one repetition and smaller sizes, to check the setup in a few minutes. --collect: run nothing, only gather
+// the latest bench/results/{ingest,writes,dump}.* into kernel.*. Each benchmark cleans up after itself.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -9,18 +10,21 @@ import { nodeChild, repoRoot } from './lib/proc.js';
 import { environment, writeResults } from './lib/stats.js';
 
 const quick = process.argv.includes('--quick');
+const collect = process.argv.includes('--collect');
 const BENCHES: [string, string[]][] = [
   ['ingest', quick ? ['--quick'] : []],
   ['writes', quick ? ['--reps', '1', '--sizes', '100000'] : []],
   ['dump', quick ? ['--reps', '1', '--size', '200000'] : []],
 ];
 
-const json: Record<string, unknown> = { env: environment() };
-const md: string[] = ['# ctsync kernel benchmarks', '', `${JSON.stringify(environment())}`, ''];
+
+const env = environment();
+const json: Record<string, unknown> = { env };
+const md: string[] = ['# ctsync kernel benchmarks', '', `${env.date}: kernel ${env.kernel}, ${env.cpus} × ${env.cpu}, node ${env.node}`, ''];
 let failed = 0;
 for (const [name, args] of BENCHES) {
   const [node, script, ...rest] = nodeChild(name, args);
-  const r = spawnSync(node!, [script!, ...rest], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const r = collect ? { status: 0, signal: null } : spawnSync(node!, [script!, ...rest], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status !== 0) {
     failed++;
     md.push(`## ${name}: FAILED (exit ${r.status ?? r.signal})`, '');

@@ -16,7 +16,7 @@ import { buildStats, type DaemonStats } from './stats.js';
 import { listDocument } from '../kernel/flow-file.js';
 import type { Flow } from '../kernel/types.js';
 import { HaMachine } from '../ha/machine.js';
-import { notReadyReasons, writeTrackFile } from '../ha/readiness.js';
+import { readiness, writeTrackFile } from '../ha/readiness.js';
 import type { Transition } from '../ha/notify.js';
 import { commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
 import { DEFAULT_WRITE_POLICY } from '../kernel/write-rules.js';
@@ -35,6 +35,7 @@ export class Daemon {
   private purgeTimer?: NodeJS.Timeout;
   private readyState?: boolean;
   notReady: string[] = ['starting'];
+  stale: string[] = [];
 
   constructor(
     readonly cfg: Readonly<Config>,
@@ -141,11 +142,15 @@ export class Daemon {
     const peers = this.engine.status().filter((p) => this.cfg.peers.some((c) => c.id === p.nodeId));
     for (const c of this.cfg.peers) if (!peers.some((p) => p.nodeId === c.id)) peers.push({ nodeId: c.id, link: 'connecting', haveCopy: false, since: this.startedAt } as (typeof peers)[number]);
     const now = systemClock.now();
-    this.notReady = notReadyReasons(
+    const r = readiness(
       peers.map((p) => ({ nodeId: p.nodeId, link: p.link, haveCopy: p.haveCopy, downForMs: p.link === 'up' ? 0 : now - p.since })),
       this.cfg.ha.maxLinkDown,
+      this.ha.role === 'master',
     );
-    const ready = this.notReady.length === 0;
+    this.notReady = r.reasons;
+    if (r.stale.join() !== this.stale.join() && r.stale.length) this.log.warn({ stale: r.stale }, `copy of the peer state may be stale: ${r.stale.join('; ')}`);
+    this.stale = r.stale;
+    const ready = r.ready;
     if (ready === this.readyState) return;
     this.readyState = ready;
     try {

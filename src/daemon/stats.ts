@@ -14,7 +14,7 @@ export interface DaemonStats {
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
-  ha: { role: string; ready: boolean; notReady: string[]; trackFile: string; lastTransition: unknown };
+  ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown };
 }
 
 export function buildStats(d: Daemon): DaemonStats {
@@ -52,6 +52,6 @@ export function buildStats(d: Daemon): DaemonStats {
     sync: { framesOut: sc.framesOut, framesIn: sc.framesIn, entriesOut: sc.entriesOut, entriesIn: sc.entriesIn, deletesOut: sc.deletesOut, refreshesOut: sc.refreshesOut, bulks: sc.bulks, resumes: sc.resumes, digests: sc.digests, divergentBuckets: sc.divergentBuckets, lastSeq: d.engine.lastSeq },
     drops,
     control: { ...d.control.stats },
-    ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null },
+    ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, stale: d.stale, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null },
   };
 }

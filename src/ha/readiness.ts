@@ -15,15 +15,32 @@ export interface PeerReadiness {
   downForMs: number;
 }
 
-/** Why this node must not become master now; empty when ready. */
-export function notReadyReasons(peers: PeerReadiness[], maxLinkDownMs: number): string[] {
-  const out: string[] = [];
+export interface Readiness {
+  /** Nothing stops this node from becoming master. */
+  ready: boolean;
+  /** Why it must not: a reachable peer holds state this node has not received yet. */
+  reasons: string[];
+  /** Warnings that do not take the node out of VRRP: its copy may be old, but no peer can do better. */
+  stale: string[];
+}
+
+/**
+ * Readiness for the track file. A master is always ready (it holds the real state). A node is not ready while a
+ * peer is reachable and its first complete copy from that peer has not arrived: the peer must win the election.
+ * A peer that is unreachable (for too long, or since we started) makes the copy stale, which is reported, but it
+ * does not take this node out of VRRP: it is then the only candidate, and refusing would turn a sync problem into
+ * an outage.
+ */
+export function readiness(peers: PeerReadiness[], maxLinkDownMs: number, isMaster: boolean): Readiness {
+  const reasons: string[] = [];
+  const stale: string[] = [];
   for (const p of peers) {
-    if (p.link === 'up' && !p.haveCopy) out.push(`initial bulk from ${p.nodeId} not complete`);
-    else if (p.link !== 'up' && !p.haveCopy) out.push(`never synced with ${p.nodeId}`);
-    else if (p.link !== 'up' && p.downForMs > maxLinkDownMs) out.push(`link to ${p.nodeId} down for ${Math.round(p.downForMs / 1000)} s`);
+    if (p.link === 'up' && !p.haveCopy) reasons.push(`initial bulk from ${p.nodeId} not complete`);
+    else if (p.link !== 'up' && !p.haveCopy) stale.push(`never synced with ${p.nodeId}`);
+    else if (p.link !== 'up' && p.downForMs > maxLinkDownMs) stale.push(`link to ${p.nodeId} down for ${Math.round(p.downForMs / 1000)} s`);
   }
-  return out;
+  if (isMaster) return { ready: true, reasons: [], stale: [...reasons, ...stale] };
+  return { ready: reasons.length === 0, reasons, stale };
 }
 
 /** Writes the track file atomically (keepalived may read at any moment). */

@@ -31,6 +31,25 @@ export interface SyncOptions {
   resumeFrames?: number;
 }
 
+/**
+ * Optional capability of a transport whose frames persist (Redis Streams): every peer reads this node's frames
+ * from the medium, and a node that joins or restarts loads a snapshot of each peer's table plus the tail after it.
+ * With such a transport no peer ever needs a bulk on hello; instead this node publishes its whole table when the
+ * medium asks (`onResyncNeeded`: at start, after frames were lost), and applies peers' snapshots (`onSnapshot`).
+ */
+export interface DurableReplay {
+  readonly durable: true;
+  /** Authenticated single-entry Upsert frames making up the peer's table as of `at.seq` of its session `at.session`. */
+  onSnapshot?: (peer: PeerInfo, at: { session: number; seq: number }, frames: Buffer[]) => void;
+  onResyncNeeded?: (reason: string) => void;
+  /** True while the transport's own queue is above its high-water mark, peers up or not; onDrain follows. */
+  writeBlocked?(): boolean;
+}
+
+function durableOf(t: Transport): (Transport & DurableReplay) | undefined {
+  return (t as Partial<DurableReplay>).durable === true ? (t as Transport & DurableReplay) : undefined;
+}
+
 /** Where a peer stands, as this node sees it. */
 export type PeerSyncState = 'connecting' | 'handshake' | 'bulk' | 'in_sync' | 'down';
 
@@ -87,6 +106,8 @@ export interface SyncCounters {
   refreshesOut: number;
   bulks: number;
   resumes: number;
+  /** Peer snapshots loaded from a durable transport (instead of a bulk). */
+  snapshots: number;
   digests: number;
   divergentBuckets: number;
   repairedEntries: number;
@@ -97,7 +118,7 @@ const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd'
 
 export class SyncEngine {
   readonly counters: SyncCounters = {
-    framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0,
+    framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, snapshots: 0,
     digests: 0, divergentBuckets: 0, repairedEntries: 0, dropped: {},
   };
   /** Random per start: the peer knows our seqs restarted. Below 2^53 so it stays an exact JS number. */
@@ -120,6 +141,7 @@ export class SyncEngine {
   private readonly resumeFrames: number;
   /** A flow the sender re-created on its tuple needs replacing, not merging: the receiver is told per entry. */
   private lastFlushVersion: number;
+  private readonly durable?: Transport & DurableReplay;
 
   constructor(
     private readonly opts: SyncOptions,
@@ -133,6 +155,11 @@ export class SyncEngine {
     this.lastFlushVersion = local.version;
     transport.onFrame = (frame, from) => this.receive(frame, from);
     transport.onLink = (peer, state, reason) => this.onLink(peer, state, reason);
+    this.durable = durableOf(transport);
+    if (this.durable) {
+      this.durable.onSnapshot = (peer, at, frames) => this.loadSnapshot(peer, at, frames);
+      this.durable.onResyncNeeded = (reason) => this.republish(reason);
+    }
     transport.onDrain = () => {
       this.backpressured = false;
       const w = this.drainWaiters;
@@ -239,7 +266,7 @@ export class SyncEngine {
     const frame = encodeFrame({ clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, ...env }, { macKey: this.opts.macKey });
     this.counters.framesOut++;
     const ok = this.transport.send(frame);
-    if (!ok && this.anyPeerUp()) this.backpressured = true;
+    if (!ok && (this.anyPeerUp() || this.durable)) this.backpressured = this.anyPeerUp() || this.writeBlocked();
     return ok;
   }
 
@@ -281,7 +308,7 @@ export class SyncEngine {
       this.sendKeys(keys, { authoritative: true, bulkId });
       sent += keys.length;
       this.log_.debug({ cursor, n: keys.length, bp: this.backpressured }, "bulk chunk");
-      if (!this.anyPeerUp()) {
+      if (!this.anyPeerUp() && !this.durable) {
         // the receiver's half-done bulk is abandoned: the next hello must start a full one, not resume
         this.needFullBulk = true;
         this.log_.info({ bulkId, sent, of: total }, 'bulk send interrupted: no peer up');
@@ -376,7 +403,11 @@ export class SyncEngine {
     const rx = this.rxOf(peer.nodeId);
     rx.table.setLinkUp(state === 'up');
     const t = this.txOf(peer.nodeId);
-    if (state === 'up') {
+    if (state === 'up' && this.durable) {
+      // the peer reads our stream and snapshot: nothing to negotiate
+      t.helloDone = true;
+      this.setState(peer.nodeId, 'in_sync', reason ?? 'link up (durable transport)');
+    } else if (state === 'up') {
       t.helloDone = false;
       this.setState(peer.nodeId, 'handshake', reason ?? 'link up');
       // our resume point: the peer re-sends what we may have missed since lastSeq of its session
@@ -560,6 +591,7 @@ export class SyncEngine {
     }
     const t = this.txOf(peer);
     t.helloDone = true;
+    if (this.durable) return; // a hello on a durable transport only announces a new session (handled above)
     const theirLast = Number(h.lastSeq ?? 0);
     const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
     if (!this.needFullBulk && !this.bulkRunning && Number(h.peerSession ?? 0) === this.session && theirLast >= oldest - 1) {
@@ -606,6 +638,57 @@ export class SyncEngine {
     this.counters.divergentBuckets += diff.length;
     this.log_.warn({ peer, buckets: diff.length, of: n }, 'peer table diverged from the peer; repairing those buckets');
     this.send({ digestRepairRequest: { digestId: d.digestId, bucketCount: n, buckets: diff } });
+  }
+
+  /** Durable transport: its own queue is above its high-water mark (onDrain will follow). */
+  private writeBlocked(): boolean {
+    return this.durable?.writeBlocked?.() === true;
+  }
+
+  /** Durable transport: publish our whole table (start, frames lost at the medium): a new session, then a bulk. */
+  private republish(reason: string): void {
+    if (this.stopped) return;
+    this.log_.info({ reason, entries: this.local.size }, 'publishing the whole table to the durable transport');
+    this.send({ hello: { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, session: this.session, maxFrameBytes: this.opts.maxFrameBytes } });
+    void this.bulk();
+  }
+
+  /** Durable transport: a peer's table from its snapshot replaces what we hold; its stream continues after at.seq. */
+  private loadSnapshot(peer: PeerInfo, at: { session: number; seq: number }, frames: Buffer[]): void {
+    const rx = this.rxOf(peer.nodeId);
+    rx.session = at.session;
+    rx.offset = rx.maxVersion + 1;
+    rx.lastSeq = at.seq;
+    rx.bulkId = 0;
+    rx.repair = undefined;
+    const v = this.version(rx, at.seq);
+    rx.table.beginBulk();
+    let n = 0;
+    for (const f of frames) {
+      const r = decodeFrame(f, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
+      if (!r.ok) {
+        this.count(r.reason as DropReason);
+        continue;
+      }
+      if (r.env.nodeId !== peer.nodeId || r.env.body !== 'upsert') {
+        this.count('wrong_node');
+        continue;
+      }
+      for (const e of r.env.upsert!.entries ?? []) {
+        const d = entryToFlow(e);
+        if (!d.ok) {
+          this.count(d.reason);
+          continue;
+        }
+        rx.table.upsert(d.value, v, v);
+        n++;
+      }
+    }
+    const swept = rx.table.endBulk();
+    rx.bulkDone = true;
+    this.counters.snapshots++;
+    this.counters.entriesIn += n;
+    this.log_.info({ peer: peer.nodeId, entries: n, swept, session: at.session, seq: at.seq }, 'loaded peer snapshot');
   }
 
   /** Ask every peer for a full bulk (BACKUP transition, `ctsync resync`). */

@@ -170,7 +170,7 @@ export class RedisTransport implements Transport {
     // A new incarnation starts from an empty snapshot; with a republishing upper layer it is incomplete until
     // that layer's first full bulk ends, so readers wait instead of loading half a table.
     this.enqueue({ n: 0, ops: { set: [], del: [], complete: !this.onResyncNeeded }, reset: true, incomplete: !!this.onResyncNeeded });
-    if (this.onResyncNeeded) this.resyncPending = 'start';
+    this.resyncPending = undefined;
     for (const r of this.readers.values()) {
       Object.assign(r, { cursor: '0-0', inc: '', n: 0, loaded: false, alive: false, suspended: false });
       this.setPeer(r, 'connecting', 'start');
@@ -183,6 +183,11 @@ export class RedisTransport implements Transport {
       r.loop = this.readLoop(r);
     }
     this.tickTimer = setInterval(() => void this.tick(), this.o.heartbeatMs);
+    // the upper layer publishes its whole table now: queued behind the reset, written when Redis is ready
+    if (this.onResyncNeeded) {
+      this.counters.resyncsRequested++;
+      this.guard(() => this.onResyncNeeded!('start'));
+    }
   }
 
   async stop(): Promise<void> {
@@ -266,15 +271,18 @@ export class RedisTransport implements Transport {
       r.stats.framesOut++;
       r.stats.bytesOut += frame.length;
     }
+    const high = this.queueBytes > this.o.highWaterMarkBytes;
+    if (high) this.needDrain = true;
     if (!upPeers) {
       countReason(this.dropped, 'no_link');
       return false;
     }
-    if (this.queueBytes > this.o.highWaterMarkBytes) {
-      this.needDrain = true;
-      return false;
-    }
-    return true;
+    return !high;
+  }
+
+  /** The queue is above its high-water mark (with or without peers up); onDrain follows when it is not. */
+  writeBlocked(): boolean {
+    return this.needDrain;
   }
 
   private enqueue(q: Queued, front = false): void {

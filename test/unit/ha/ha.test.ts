@@ -3,7 +3,7 @@ import { describe, expect, test } from 'vitest';
 import pino from 'pino';
 import { parseFifoLine, parseNotifyArgs } from '../../../src/ha/notify.js';
 import { HaMachine, type HaActions } from '../../../src/ha/machine.js';
-import { notReadyReasons } from '../../../src/ha/readiness.js';
+import { readiness } from '../../../src/ha/readiness.js';
 import type { CommitReport } from '../../../src/state/commit.js';
 
 const log = pino({ level: 'silent' });
@@ -98,11 +98,17 @@ describe('transition machine', () => {
 });
 
 describe('readiness', () => {
-  test('not ready while the first copy is incomplete, or the link has been down too long', () => {
-    expect(notReadyReasons([{ nodeId: 'fw2', link: 'up', haveCopy: true, downForMs: 0 }], 30000)).toEqual([]);
-    expect(notReadyReasons([{ nodeId: 'fw2', link: 'up', haveCopy: false, downForMs: 0 }], 30000)).toEqual(['initial bulk from fw2 not complete']);
-    expect(notReadyReasons([{ nodeId: 'fw2', link: 'down', haveCopy: true, downForMs: 5000 }], 30000)).toEqual([]);
-    expect(notReadyReasons([{ nodeId: 'fw2', link: 'down', haveCopy: true, downForMs: 45000 }], 30000)).toEqual(['link to fw2 down for 45 s']);
-    expect(notReadyReasons([{ nodeId: 'fw2', link: 'connecting', haveCopy: false, downForMs: 1 }], 30000)).toEqual(['never synced with fw2']);
+  const peer = (link: 'up' | 'down' | 'connecting', haveCopy: boolean, downForMs = 0) => [{ nodeId: 'fw2', link, haveCopy, downForMs }];
+  test('not ready while a reachable peer has not sent its first complete copy', () => {
+    expect(readiness(peer('up', true), 30000, false)).toEqual({ ready: true, reasons: [], stale: [] });
+    expect(readiness(peer('up', false), 30000, false)).toEqual({ ready: false, reasons: ['initial bulk from fw2 not complete'], stale: [] });
+  });
+  test('an unreachable peer makes the copy stale but never takes the only candidate out of VRRP', () => {
+    expect(readiness(peer('down', true, 5000), 30000, false)).toEqual({ ready: true, reasons: [], stale: [] });
+    expect(readiness(peer('down', true, 45000), 30000, false)).toEqual({ ready: true, reasons: [], stale: ['link to fw2 down for 45 s'] });
+    expect(readiness(peer('connecting', false, 1), 30000, false)).toEqual({ ready: true, reasons: [], stale: ['never synced with fw2'] });
+  });
+  test('a master is always ready: it holds the real state', () => {
+    expect(readiness(peer('up', false), 30000, true).ready).toBe(true);
   });
 });
