@@ -135,17 +135,28 @@ export class Conntrack {
 
   /** Dump the table; retried when the kernel reports the dump was interrupted by a concurrent change of the hash. */
   async dump(filter: DumpFilter = {}): Promise<Flow[]> {
+    let flows: Flow[] = [];
+    await this.dumpEach((f) => flows.push(f), filter, () => (flows = []));
+    return flows;
+  }
+
+  /**
+   * Stream the table to `onFlow` without holding it (a dump of 1M entries as objects would take ~800 MB).
+   * On an interrupted dump the whole dump is repeated: `onRestart` tells the consumer to forget what it saw.
+   */
+  async dumpEach(onFlow: (f: Flow) => void, filter: DumpFilter = {}, onRestart?: () => void): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.dumpOnce(filter);
+        return await this.dumpOnce(filter, onFlow);
       } catch (err) {
         const errno = (err as KernelError).errno;
         if (attempt >= DUMP_RETRIES || (errno !== EINTR && errno !== ENOBUFS)) throw err;
+        onRestart?.();
       }
     }
   }
 
-  private dumpOnce(filter: DumpFilter): Promise<Flow[]> {
+  private dumpOnce(filter: DumpFilter, onFlow: (f: Flow) => void): Promise<void> {
     const w = new AttrWriter();
     const seq = this.nextSeq();
     w.beginMessage((NfnlSubsys.Ctnetlink << 8) | CtMsg.Get, NLM_F_REQUEST | NLM_F_DUMP, seq, filter.family ?? AF_UNSPEC);
@@ -154,7 +165,6 @@ export class Conntrack {
       w.u32be(CTA_MARK_MASK, filter.markMask ?? 0xffffffff);
     }
     w.endMessage();
-    const flows: Flow[] = [];
     let interrupted = false;
     return new Promise((resolve, reject) => {
       this.pending.set(seq, {
@@ -166,12 +176,12 @@ export class Conntrack {
             return;
           }
           if (filter.zone !== undefined && (f.zone ?? 0) !== filter.zone) return;
-          flows.push(f);
+          onFlow(f);
         },
         onDone: (errno) => {
           if (errno) reject(new KernelError(errno, 'conntrack dump'));
           else if (interrupted) reject(new KernelError(EINTR, 'conntrack dump'));
-          else resolve(flows);
+          else resolve();
         },
       });
       this.stats.requests++;

@@ -62,6 +62,8 @@ export interface CtsyncLabOptions {
 export class CtsyncLab {
   readonly nodes: Partial<Record<FwName, CtsyncNode>> = {};
   readonly sync: boolean;
+  /** At the next power-on, keep the firewall's sync link down for this long after its links come up (0 = no). */
+  syncLinkDelayMs = 0;
   private readonly key = `${randomBytes(32).toString('hex')}\n`;
   private failover?: FailoverLab;
 
@@ -83,7 +85,7 @@ export class CtsyncLab {
     cl.failover = await failoverLab(lab, {
       ...(opts.advertIntSec !== undefined ? { advertIntSec: opts.advertIntSec } : {}),
       onLog: opts.onKeepalivedLog,
-      ...(cl.sync ? { hooks: (fw: FirewallNode) => cl.hooks(fw), beforeKeepalived: (fw: FirewallNode) => cl.startDaemon(fw) } : {}),
+      ...(cl.sync ? { hooks: (fw: FirewallNode) => cl.hooks(fw), beforeKeepalived: (fw: FirewallNode, boot: 'initial' | 'power-on') => cl.startDaemon(fw, boot) } : {}),
       // both nodes start not ready (track file non-zero) until their daemons have synced: the first master may take a while
       waitForInitialMaster: false,
     });
@@ -133,8 +135,14 @@ export class CtsyncLab {
   }
 
   /** beforeKeepalived: write the config and key, start the daemon, wait until its control socket answers. */
-  private async startDaemon(fw: FirewallNode): Promise<void> {
+  private async startDaemon(fw: FirewallNode, boot: 'initial' | 'power-on'): Promise<void> {
     const p = this.paths(fw);
+    if (boot === 'power-on' && this.syncLinkDelayMs > 0) {
+      // A slow peer link at boot: the node must stay out of the election until its peer's table has arrived.
+      const ms = this.syncLinkDelayMs;
+      await this.lab.setLink(fw.ns, fw.sync.ifname, 'down');
+      setTimeout(() => void (this.fl.isPowered(fw.name) ? this.lab.setLink(fw.ns, fw.sync.ifname, 'up').catch(() => {}) : undefined), ms).unref();
+    }
     const n: CtsyncNode = this.nodes[fw.name] ?? { name: fw.name, ...p, log: [], boots: 0 };
     this.nodes[fw.name] = n;
     writeFileSync(join(fw.dir, 'cluster.key'), this.key, { mode: 0o600 });
@@ -284,6 +292,8 @@ export interface PhaseOptions {
   resumeCount?: number;
   /** Progress lines for a person (the demo); the test leaves it out. */
   say?: (line: string) => void;
+  /** Failback: the powered-on node's sync link stays down this long after power-on (a slow peer link). */
+  syncLinkDelayMs?: number;
 }
 
 /**
@@ -332,10 +342,13 @@ export async function runPhase(cl: CtsyncLab, s: Streams, kind: 'failover' | 'fa
       }
     })();
     say(`${to} power restored: memory empty, ${cl.sync ? 'ctsync starts (and asks fw2 for its table), then keepalived' : 'keepalived starts'}`);
+    cl.syncLinkDelayMs = o.syncLinkDelayMs ?? 0;
+    if (cl.syncLinkDelayMs) say(`${to}'s sync link will stay down for ${cl.syncLinkDelayMs / 1000} s after power-on`);
     try {
       await fl.powerOn(to);
       masterAt = await fl.waitForMaster(to, 45_000);
     } finally {
+      cl.syncLinkDelayMs = 0;
       watching = false;
       await watch;
     }
@@ -487,8 +500,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       sync: o.sync,
       advertIntSec: o.advertIntSec,
       onKeepalivedLog: (fw, line) => {
-        const m = /\((CTS_G)\).*?(MASTER|BACKUP|FAULT)\b/.exec(line) ?? /\((CTS_IN)\) Entering (MASTER|BACKUP|FAULT) STATE/.exec(line);
-        if (m && m[1] === 'CTS_IN') say(`${fw} keepalived: VRRP ${m[2]}`);
+        // one instance stands for the sync group (both move together)
+        const m = /\(CTS_IN\) Entering (MASTER|BACKUP|FAULT) STATE/.exec(line);
+        if (m) say(`${fw} keepalived: VRRP ${m[1]}`);
       },
     });
     const fl = cl.fl;

@@ -147,33 +147,38 @@ export class KernelMirror {
     const local = this.local;
     const t0 = this.opts.clock.now();
     local.beginResync(); // before the dump: events during it are tracked and win over its lines
-    let dumped: Flow[];
+    const now = this.opts.clock.now();
+    const young = new Set<string>();
+    // streamed: each dump line is applied as it arrives, so a big table is never held twice in memory
+    const onFlow = (flow: Flow): void => {
+      let f = flow;
+      if (!this.filter(f)) return;
+      const key = this.young.size || drift ? flowKey(f) : '';
+      if (this.young.size && this.young.has(key)) {
+        young.add(key);
+        return;
+      }
+      if (drift && f.timeout !== undefined) {
+        const slot = local.table.slotOf(key);
+        const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
+        // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
+        if (est !== undefined) {
+          if (Math.abs(f.timeout - est) > Math.max(5, f.timeout / 10)) drift.push({ key, timeout: f.timeout });
+          else f = { ...f, timeout: undefined };
+        }
+      }
+      local.resyncFlow(f);
+    };
     try {
-      dumped = await this.ct.dump();
+      await this.ct.dumpEach(onFlow, {}, () => {
+        // an interrupted dump is repeated whole; lines already applied are simply applied again
+        if (drift) drift.length = 0;
+      });
     } catch (err) {
       local.abortResync();
       this.stats.resyncFailures++;
       this.opts.log.error({ err, reason }, 'conntrack dump failed; the local table may be behind until the next resync');
       throw err;
-    }
-    const now = this.opts.clock.now();
-    const young = new Set<string>();
-    for (let f of dumped) {
-      if (!this.filter(f)) continue;
-      if (this.young.size && this.young.has(flowKey(f))) {
-        young.add(flowKey(f));
-        continue;
-      }
-      if (drift && f.timeout !== undefined) {
-        const slot = local.table.slotOf(flowKey(f));
-        const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
-        // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
-        if (est !== undefined) {
-          if (Math.abs(f.timeout - est) > Math.max(5, f.timeout / 10)) drift.push({ key: flowKey(f), timeout: f.timeout });
-          else f = { ...f, timeout: undefined };
-        }
-      }
-      local.resyncFlow(f);
     }
     // young flows the dump no longer shows died while their events were lost
     for (const [k, y] of this.young) if (!young.has(k) && y.seen < t0) this.young.delete(k);

@@ -266,7 +266,7 @@ export class SyncEngine {
     const frame = encodeFrame({ clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, ...env }, { macKey: this.opts.macKey });
     this.counters.framesOut++;
     const ok = this.transport.send(frame);
-    if (!ok && (this.anyPeerUp() || this.durable)) this.backpressured = this.anyPeerUp() || this.writeBlocked();
+    if (!ok && (this.anyPeerUp() || this.writeBlocked())) this.backpressured = true;
     return ok;
   }
 

@@ -33,3 +33,245 @@ describe.skipIf(!!missing)('redis transport', () => {
 
   runTransportContract('redis (single server, ACL user)', async () => redisPair(server!.address));
 });
+
+// ---- the sync engine over Redis ------------------------------------------------------------------------------
+
+import pino from 'pino';
+import { Redis } from 'ioredis';
+import { SyncEngine } from '../../src/sync/engine.js';
+import { LocalTable } from '../../src/state/local-table.js';
+import { systemClock } from '../../src/state/clock.js';
+import { toSyncedFlow } from '../../src/wire/entry.js';
+import { createMacKey, encodeFrame } from '../../src/wire/envelope.js';
+import { nodeKeys } from '../../src/transport/redis/index.js';
+import { Ips, TcpState, type Flow, type FlowEvent } from '../../src/kernel/types.js';
+import type { RedisTransportStats } from '../../src/transport/redis/index.js';
+
+const log = pino({ level: process.env.LOG ?? 'silent' });
+const MAC = createMacKey('redis-contract-cluster-key-0123456789');
+
+interface SyncNode {
+  id: string;
+  local: LocalTable;
+  engine: SyncEngine;
+  transport: RedisTransport;
+  event(kind: FlowEvent['kind'], flow: Flow): void;
+  stop(): Promise<void>;
+  rs(): RedisTransportStats['redis'];
+}
+
+function tcpFlow(i: number, state = TcpState.Established): Flow {
+  const src = `10.1.${(i >> 8) & 255}.${i & 255}`;
+  return {
+    family: 2,
+    orig: { src, dst: '10.2.0.1', proto: 6, sport: 10000 + (i % 50000), dport: 443 },
+    reply: { src: '10.2.0.1', dst: src, proto: 6, sport: 443, dport: 10000 + (i % 50000) },
+    status: Ips.Confirmed | Ips.SeenReply | Ips.Assured,
+    timeout: 3600,
+    mark: i % 3,
+    protoinfo: { tcp: { state } },
+  };
+}
+
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** `receiver`'s table of `sender` equals the sender's local table exactly (keys and synced contents). */
+function same(sender: SyncNode, receiver: SyncNode): boolean {
+  const peer = receiver.engine.peerTables().get(sender.id);
+  if (!peer || peer.size !== sender.local.size) return false;
+  const strip = (f: Flow) => JSON.stringify({ ...toSyncedFlow(f), timeout: undefined });
+  let ok = true;
+  sender.local.forEach((k) => {
+    const p = peer.get(k);
+    if (!p || strip(p) !== strip(sender.local.get(k)!)) ok = false;
+  });
+  return ok;
+}
+
+describe.skipIf(!!missing)('sync engine over redis', () => {
+  let srv: RedisServer;
+  const nodes: SyncNode[] = [];
+  let clusterId = '';
+
+  beforeAll(async () => {
+    srv = await RedisServer.start({ users: { ctsync: 'test-secret-1' } });
+  });
+  afterAll(async () => {
+    for (const n of nodes.splice(0)) await n.stop().catch(() => {});
+    await srv?.stop();
+  });
+
+  async function node(id: string, peers: string[], extra: Partial<RedisTransportOptions> = {}, local = new LocalTable({ clock: systemClock })): Promise<SyncNode> {
+    const transport = new RedisTransport(
+      { nodeId: id, clusterId, peers, ...FAST_REDIS, ...extra, redis: { ...FAST_REDIS.redis, addresses: [srv.address], username: 'ctsync', password: 'test-secret-1' } },
+      { macKey: MAC },
+    );
+    const engine = new SyncEngine({ nodeId: id, clusterId, coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 0, maxFrameBytes: 4 << 20, entriesPerFrame: 50, macKey: MAC }, local, transport, systemClock, log);
+    engine.start();
+    await transport.start();
+    const n: SyncNode = {
+      id, local, engine, transport,
+      event(kind, flow) {
+        const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
+        if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') engine.changed(r.key, r.change === 'added' || r.change === 'replaced');
+      },
+      async stop() {
+        engine.flush();
+        engine.stop();
+        await transport.stop();
+        nodes.splice(nodes.indexOf(n), 1);
+      },
+      rs: () => transport.stats().redis,
+    };
+    nodes.push(n);
+    return n;
+  }
+
+  const fresh = () => {
+    clusterId = `sync${++cluster}`;
+  };
+
+  it('a node that joins later loads the writer\'s snapshot and the tail: the writer sends no bulk for it', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b']);
+    for (let i = 0; i < 2000; i++) a.event('new', tcpFlow(i));
+    await until('a\'s first publication complete', () => a.rs().queuedFrames === 0 && a.engine.counters.bulks === 1 && a.rs().snapshotFields === 2000);
+    const b = await node('fw-b', ['fw-a']);
+    await until('b holds a\'s table', () => same(a, b));
+    expect(b.engine.counters.snapshots).toBe(1);
+    for (let i = 0; i < 300; i++) a.event('destroy', tcpFlow(i));
+    for (let i = 2000; i < 2300; i++) a.event('new', tcpFlow(i));
+    await until('b follows the tail', () => same(a, b));
+    expect(a.engine.counters.bulks).toBe(1);
+    // b restarts: a fresh process with empty tables, back from the snapshot alone
+    await b.stop();
+    for (let i = 300; i < 400; i++) a.event('destroy', tcpFlow(i));
+    const b2 = await node('fw-b', ['fw-a']);
+    await until('restarted b holds a\'s table', () => same(a, b2));
+    expect(a.engine.counters.bulks).toBe(1);
+    expect(b2.engine.status().find((p) => p.nodeId === 'fw-a')?.haveCopy).toBe(true);
+    await a.stop();
+    await b2.stop();
+  });
+
+  it('a reader that falls behind a trimmed stream notices the gap and reloads the snapshot', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b'], { maxLen: 10 });
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < 500; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    const loads = b.rs().snapshotLoads['fw-a'] ?? 0;
+    b.transport.suspendReading('fw-a', true);
+    // thousands of frames while b reads nothing: the stream keeps only the last ~100
+    for (let round = 0; round < 20; round++) {
+      for (let i = 0; i < 500; i++) a.event('update', tcpFlow(i, round % 2 ? TcpState.FinWait : TcpState.Established));
+      for (let i = 500 + round * 50; i < 550 + round * 50; i++) a.event('new', tcpFlow(i));
+      for (let i = round * 10; i < round * 10 + 10; i++) a.event('destroy', tcpFlow(i));
+      a.engine.flush();
+      await until('a wrote its frames', () => a.rs().queuedFrames === 0);
+    }
+    const redis = new Redis({ host: srv.host, port: srv.port, username: 'ctsync', password: 'test-secret-1' });
+    const len = await redis.xlen(nodeKeys(clusterId, 'fw-a').stream);
+    await redis.quit();
+    expect(len).toBeLessThan(a.engine.counters.framesOut);
+    b.transport.suspendReading('fw-a', false);
+    await until('b in sync again', () => same(a, b));
+    expect(b.rs().gaps['fw-a']).toBeGreaterThanOrEqual(1);
+    expect(b.rs().snapshotLoads['fw-a']).toBeGreaterThan(loads);
+    expect(a.engine.counters.bulks).toBe(1);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('redis restarted mid-stream (data lost): the writer republishes, the reader resyncs, nothing is lost', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b']);
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < 1000; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    const bulks = a.engine.counters.bulks;
+    // changes keep coming while redis goes away and comes back empty
+    for (let i = 0; i < 200; i++) a.event('destroy', tcpFlow(i));
+    await srv.restart();
+    for (let i = 1000; i < 1500; i++) a.event('new', tcpFlow(i));
+    await until('b in sync after the restart', () => same(a, b), 30_000);
+    expect(a.engine.counters.bulks).toBeGreaterThan(bulks);
+    expect(a.rs().outages).toBeGreaterThanOrEqual(1);
+    await until('link up again', () => b.transport.stats().peers[0]!.state === 'up');
+    await a.stop();
+    await b.stop();
+  });
+
+  it('an outage longer than the send buffer: frames are dropped and counted, then a full resync repairs the reader', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b'], { maxBufferBytes: 32 << 10, highWaterMarkBytes: 8 << 10 });
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < 300; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    await srv.kill();
+    await until('a sees the outage', () => a.rs().status === 'outage');
+    // event ingest goes on: every change is accepted by the engine, the transport buffers and then drops
+    for (let i = 300; i < 5000; i++) a.event('new', tcpFlow(i));
+    for (let i = 0; i < 100; i++) a.event('destroy', tcpFlow(i));
+    a.engine.flush();
+    await until('buffer overflow counted', () => (a.transport.stats().dropped.buffer_full ?? 0) > 0);
+    expect(a.rs().needsResync).toBe(true);
+    expect(a.rs().queuedBytes).toBeLessThanOrEqual(32 << 10);
+    await srv.restart();
+    await until('b in sync after the resync', () => same(a, b), 30_000);
+    expect(a.rs().needsResync).toBe(false);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('frames XADDed by someone without the cluster key are dropped and counted; the writer\'s next frame still counts', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b']);
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < 10; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    const keys = nodeKeys(clusterId, 'fw-a');
+    const redis = new Redis({ host: srv.host, port: srv.port, username: 'ctsync', password: 'test-secret-1' });
+    const [[, fields]] = (await redis.xrevrange(keys.stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
+    const inc = fields[fields.indexOf('i') + 1]!;
+    const n = Number(fields[fields.indexOf('n') + 1]);
+    const forged = (key?: ReturnType<typeof createMacKey>) =>
+      encodeFrame({ clusterId, nodeId: 'fw-a', seq: 1e9, upsert: { entries: [{ orig: Buffer.alloc(15, 7), status: 8, timeout: 100 }] } }, { macKey: key });
+    await redis.xadd(keys.stream, '*', 'i', inc, 'n', String(n + 1), 'f', forged());
+    await redis.xadd(keys.stream, '*', 'i', inc, 'n', String(n + 1), 'f', forged(createMacKey('some-other-cluster-key-0123456789')));
+    await redis.quit();
+    await until('forgeries refused', () => (b.transport.stats().peers[0]!.refused.bad_auth ?? 0) === 2);
+    a.event('new', tcpFlow(999));
+    await until('b in sync', () => same(a, b));
+    expect(b.engine.peerTables().get('fw-a')!.size).toBe(11);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('three nodes: each keeps one table per sender; a new master\'s table reaches the third node', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b', 'fw-c']);
+    const b = await node('fw-b', ['fw-a', 'fw-c']);
+    const c = await node('fw-c', ['fw-a', 'fw-b']);
+    for (let i = 0; i < 1000; i++) a.event('new', tcpFlow(i));
+    await until('b and c hold a\'s table', () => same(a, b) && same(a, c));
+    // b becomes master: it commits what it got from a (here: into its local table) and publishes it
+    const fromA: Flow[] = [];
+    const pa = b.engine.peerTables().get('fw-a')!;
+    pa.forEach((k) => fromA.push(pa.get(k)!));
+    for (const f of fromA) b.event('new', f);
+    void b.engine.bulk();
+    for (let i = 0; i < 1000; i++) a.event('destroy', tcpFlow(i)); // a purges after leaving MASTER
+    await until('c holds b\'s table, and a\'s is empty', () => same(b, c) && same(a, c) && c.engine.peerTables().get('fw-b')!.size === 1000);
+    expect(c.engine.peerTables().get('fw-a')!.size).toBe(0);
+    await a.stop();
+    await b.stop();
+    await c.stop();
+  });
+});

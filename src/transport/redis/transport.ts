@@ -18,7 +18,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { MacKey } from '../../wire/envelope.js';
+import { decodeFrame, type MacKey } from '../../wire/envelope.js';
 import { countReason, TransportError, type LinkState, type PeerInfo, type PeerStats, type Transport, type TransportStats } from '../types.js';
 import { nodeKeys, type NodeKeys } from './keys.js';
 import { createClient, resolveRedisOptions, type RedisClient, type RedisTransportOptions, type ResolvedRedisOptions } from './options.js';
@@ -79,10 +79,15 @@ interface PeerReader {
 }
 
 export interface RedisTransportRuntime {
-  /** Verifies nothing itself (the sync layer checks each frame's MAC); used to MAC snapshot values. */
+  /**
+   * The cluster's frame MAC key: snapshot values are MAC'd with it, and a stream entry whose frame does not verify
+   * is skipped (refused.bad_auth) before it can take the place of the writer's real frame. The sync layer checks
+   * every frame again.
+   */
   macKey?: MacKey;
 }
 
+const UNLIMITED = { maxFrameBytes: Number.MAX_SAFE_INTEGER };
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class RedisTransport implements Transport {
@@ -480,6 +485,12 @@ export class RedisTransport implements Transport {
         this.evaluate(r, 'gap');
         return;
       }
+      if (this.rt.macKey && !decodeFrame(frame, UNLIMITED, { clusterId: this.o.clusterId, macKey: this.rt.macKey }).ok) {
+        // not from a key holder: skipped without taking the place (i, n) of the writer's real frame
+        countReason(r.stats.refused, 'bad_auth');
+        r.cursor = id;
+        continue;
+      }
       r.inc = inc;
       r.n = n;
       r.cursor = id;
@@ -492,13 +503,13 @@ export class RedisTransport implements Transport {
   /** Loads the peer's snapshot and the stream position it matches; false when it is not complete yet. */
   private async loadSnapshot(r: PeerReader, conn: RedisClient): Promise<boolean> {
     const k = r.keys;
-    const res = await conn.multi().hget(k.meta, 'c').hgetall(k.meta).hgetallBuffer(k.snap).xrevrange(k.stream, '+', '-', 'COUNT', 1).exec();
+    const res = await conn.multi().hget(k.meta, 'c').hgetall(k.meta).hvalsBuffer(k.snap).xrevrange(k.stream, '+', '-', 'COUNT', 1).exec();
     if (!res) return false;
     const err = res.find(([e]) => e);
     if (err) throw err[0];
     const c = res[0]![1] as string | null;
     const meta = res[1]![1] as Record<string, string>;
-    const snap = res[2]![1] as Record<string, Buffer>;
+    const frames = res[2]![1] as Buffer[];
     const top = res[3]![1] as [string, string[]][];
     if (c !== '1') return false;
     r.inc = meta.i ?? '';
@@ -506,7 +517,6 @@ export class RedisTransport implements Transport {
     r.cursor = top.length ? top[0]![0] : '0-0';
     r.loaded = true;
     countReason(this.snapshotLoads, r.id);
-    const frames = Object.values(snap);
     this.log?.info({ peer: r.id, entries: frames.length, at: `${r.inc}/${r.n}` }, 'loaded peer snapshot');
     this.guard(() => this.onSnapshot?.({ nodeId: r.id }, { session: Number(meta.s ?? 0), seq: Number(meta.q ?? 0) }, frames));
     this.evaluate(r);
