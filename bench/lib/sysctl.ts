@@ -6,7 +6,8 @@ const MAX = '/proc/sys/net/netfilter/nf_conntrack_max';
 /**
  * nf_conntrack_max is global on this kernel: inside a namespace it reads as the init namespace's value and a write
  * fails with EINVAL. A table of `needed` entries therefore needs the global limit raised. Returns the restore function
- * (also run on process exit), a no-op when the limit was already high enough.
+ * (also run on process exit), a no-op when the limit was already high enough. Another process may change the same
+ * global value meanwhile (it is shared by every namespace on the machine): restore leaves a value it did not set.
  */
 export function raiseConntrackMax(needed: number): () => void {
   const before = Number(readFileSync(MAX, 'utf8').trim());
@@ -18,6 +19,12 @@ export function raiseConntrackMax(needed: number): () => void {
     if (done) return;
     done = true;
     try {
+      // put it back only if nobody changed it since: another run on this machine may have raised it for itself
+      const now = Number(readFileSync(MAX, 'utf8').trim());
+      if (now !== needed) {
+        process.stderr.write(`global nf_conntrack_max is now ${now} (changed by someone else): left as it is\n`);
+        return;
+      }
       writeFileSync(MAX, String(before));
       process.stderr.write(`restored global nf_conntrack_max ${before}\n`);
     } catch {
