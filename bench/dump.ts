@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     '',
     table(
       ['tool', 'entries/s', 'time ms', 'memory for the dump MiB', 'bytes/entry', 'max RSS MiB', 'all entries'],
-      rows.map((r) => [r.tool, fmt(r.rate, 1, 'k'), fmt(r.ms, 0), fmt(r.peakMiB, 0), Math.round((r.peakMiB.median * MiB) / inTable), fmt(r.maxRssMiB, 0), r.complete ? 'yes' : 'NO']),
+      rows.map((r) => [r.tool, fmt(r.rate, 1, 'k'), fmt(r.ms, 0), fmt(r.peakMiB, 0), r.tool.startsWith('ctsync') ? Math.round((r.peakMiB.median * MiB) / inTable) : '-', fmt(r.maxRssMiB, 0), r.complete ? 'yes' : 'NO']),
     ),
     '',
     `Table: ${inTable} entries. ` +

@@ -8,6 +8,7 @@ import { controlCommands } from './control.js';
 import { keygenCommand } from './keygen.js';
 import { notifyCommand, notifyFifoCommand } from './notify.js';
 import { doctorCommand } from './doctor.js';
+import { labCommand } from './lab.js';
 import { Exit, CliError } from './exit.js';
 
 const cli = yargs(hideBin(process.argv))
@@ -19,6 +20,7 @@ const cli = yargs(hideBin(process.argv))
   .command(notifyCommand)
   .command(notifyFifoCommand)
   .command(doctorCommand)
+  .command(labCommand)
   .demandCommand(1, 'Name a command: ctsync --help lists them.')
   .strict()
   .recommendCommands()

@@ -33,6 +33,19 @@ export interface Config {
     coalesce: number;
   };
   link: { heartbeat: number; deadAfter: number; maxFrame: number };
+  transport: 'tcp' | 'redis';
+  redis: {
+    mode: 'single' | 'sentinel' | 'cluster';
+    addresses: string[];
+    name?: string;
+    username?: string;
+    passwordFile?: string;
+    db: number;
+    tls?: { ca?: string; cert?: string; key?: string; servername?: string };
+    peers: string[];
+    maxLen: number;
+    maxBuffer: number;
+  };
   commit: { liberal: boolean; labels: boolean; warm: boolean };
   ha: { purgeAfter: number; trackFile: string; maxLinkDown: number };
 }
@@ -129,6 +142,14 @@ function crossCheck(c: Config, problems: string[]): void {
   for (const z of c.sync.zones) if (!/^\d+$/.test(z) || Number(z) > 0xffff) problems.push(`sync.zones: '${z}' must be a zone number 0..65535`);
   for (const m of c.sync.marks) if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
   if (c.link.deadAfter <= c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be longer than link.heartbeat (${c.link.heartbeat} ms)`);
+  if (c.transport === 'redis') {
+    const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
+    if (!ids.length) problems.push('redis.peers: transport redis needs the other nodes\' ids (redis.peers, or peers)');
+    if (ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
+    if (c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
+    if (c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
+    for (const a of c.redis.addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT`);
+  }
   if (c.security.mode === 'cert') for (const k of ['ca', 'cert', 'key'] as const) if (!c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
 }
 
@@ -162,7 +183,7 @@ export function buildConfig(doc: unknown, overrides: Record<string, unknown> = {
     for (const p of parts.slice(0, -1)) o = (o[p] ??= {}) as Record<string, unknown>;
     o[parts[parts.length - 1]] = v;
   }
-  for (const section of ['security', 'control', 'metrics', 'log', 'kernel', 'sync', 'link', 'commit', 'ha']) config[section] ??= {};
+  for (const section of ['security', 'control', 'metrics', 'log', 'kernel', 'sync', 'link', 'commit', 'ha', 'redis']) config[section] ??= {};
   if (!problems.length) crossCheck(config as unknown as Config, problems);
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config) as unknown as Readonly<Config>;

@@ -5,7 +5,9 @@ import { KernelMirror } from '../state/mirror.js';
 import { systemClock } from '../state/clock.js';
 import { SyncEngine } from '../sync/engine.js';
 import { compileFilter } from '../sync/filter.js';
-import { TcpTransport } from '../transport/tcp/index.js';
+import { TcpTransport, loadPsk } from '../transport/tcp/index.js';
+import { RedisTransport } from '../transport/redis/index.js';
+import { createMacKey, type MacKey } from '../wire/envelope.js';
 import type { Transport } from '../transport/types.js';
 import { ControlServer } from '../control/server.js';
 import { ControlError } from '../control/protocol.js';
@@ -43,7 +45,7 @@ export class Daemon {
     transport?: Transport,
   ) {
     // the sync link's own endpoints never sync: their flows would feed back on themselves
-    const linkHosts = [hostOf(cfg.listen), ...cfg.peers.flatMap((p) => p.addresses.map(hostOf))].filter((h) => h !== '0.0.0.0' && h !== '::');
+    const linkHosts = [hostOf(cfg.listen), ...cfg.peers.flatMap((p) => p.addresses.map(hostOf)), ...(cfg.transport === 'redis' ? cfg.redis.addresses.map(hostOf) : [])].filter((h) => h !== '0.0.0.0' && h !== '::');
     this.mirror = new KernelMirror({
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
@@ -54,8 +56,35 @@ export class Daemon {
       minAgeMs: cfg.sync.minAge,
     });
     const [host, port] = [hostOf(cfg.listen), Number(cfg.listen.replace(/^.*:/, ''))];
+    // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
+    let macKey: MacKey | undefined;
+    if (cfg.transport === 'redis' && cfg.security.mode !== 'insecure') macKey = createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile'));
     this.transport =
       transport ??
+      (cfg.transport === 'redis'
+        ? new RedisTransport(
+            {
+              nodeId: cfg.nodeId,
+              clusterId: cfg.clusterId,
+              peers: cfg.redis.peers.length ? [...cfg.redis.peers] : cfg.peers.map((p) => p.id),
+              redis: {
+                mode: cfg.redis.mode,
+                addresses: [...cfg.redis.addresses],
+                db: cfg.redis.db,
+                ...(cfg.redis.name ? { name: cfg.redis.name } : {}),
+                ...(cfg.redis.username ? { username: cfg.redis.username } : {}),
+                ...(cfg.redis.passwordFile ? { passwordFile: cfg.redis.passwordFile } : {}),
+                ...(cfg.redis.tls ? { tls: { caFile: cfg.redis.tls.ca, certFile: cfg.redis.tls.cert, keyFile: cfg.redis.tls.key, servername: cfg.redis.tls.servername } } : {}),
+              },
+              maxLen: cfg.redis.maxLen,
+              maxBufferBytes: cfg.redis.maxBuffer,
+              heartbeatMs: cfg.link.heartbeat,
+              deadAfterMs: cfg.link.deadAfter,
+              logger: log.child({ c: 'redis' }),
+            },
+            { ...(macKey ? { macKey } : {}) },
+          )
+        : undefined) ??
       new TcpTransport({
         nodeId: cfg.nodeId,
         clusterId: cfg.clusterId,
@@ -79,6 +108,7 @@ export class Daemon {
         digestIntervalMs: cfg.sync.digestInterval,
         heartbeatMs: cfg.link.heartbeat,
         maxFrameBytes: cfg.link.maxFrame,
+        ...(macKey ? { macKey } : {}),
       },
       this.mirror.local,
       this.transport,
@@ -146,6 +176,7 @@ export class Daemon {
       peers.map((p) => ({ nodeId: p.nodeId, link: p.link, haveCopy: p.haveCopy, downForMs: p.link === 'up' ? 0 : now - p.since })),
       this.cfg.ha.maxLinkDown,
       this.ha.role === 'master',
+      Date.now() - this.startedAt,
     );
     this.notReady = r.reasons;
     if (r.stale.join() !== this.stale.join() && r.stale.length) this.log.warn({ stale: r.stale }, `copy of the peer state may be stale: ${r.stale.join('; ')}`);

@@ -29,13 +29,15 @@ export interface Readiness {
  * peer is reachable and its first complete copy from that peer has not arrived: the peer must win the election.
  * A peer that is unreachable (for too long, or since we started) makes the copy stale, which is reported, but it
  * does not take this node out of VRRP: it is then the only candidate, and refusing would turn a sync problem into
- * an outage.
+ * an outage. Except at startup: a node that has never synced waits `maxLinkDownMs` for its peer to be reachable
+ * (a booting node whose sync link comes up late must not take the VIPs back with an empty table).
  */
-export function readiness(peers: PeerReadiness[], maxLinkDownMs: number, isMaster: boolean): Readiness {
+export function readiness(peers: PeerReadiness[], maxLinkDownMs: number, isMaster: boolean, uptimeMs = Infinity): Readiness {
   const reasons: string[] = [];
   const stale: string[] = [];
   for (const p of peers) {
     if (p.link === 'up' && !p.haveCopy) reasons.push(`initial bulk from ${p.nodeId} not complete`);
+    else if (p.link !== 'up' && !p.haveCopy && uptimeMs < maxLinkDownMs) reasons.push(`waiting for ${p.nodeId} (never synced; up ${Math.round(uptimeMs / 1000)} s of ${Math.round(maxLinkDownMs / 1000)} s grace)`);
     else if (p.link !== 'up' && !p.haveCopy) stale.push(`never synced with ${p.nodeId}`);
     else if (p.link !== 'up' && p.downForMs > maxLinkDownMs) stale.push(`link to ${p.nodeId} down for ${Math.round(p.downForMs / 1000)} s`);
   }

@@ -106,7 +106,12 @@ describe('readiness', () => {
   test('an unreachable peer makes the copy stale but never takes the only candidate out of VRRP', () => {
     expect(readiness(peer('down', true, 5000), 30000, false)).toEqual({ ready: true, reasons: [], stale: [] });
     expect(readiness(peer('down', true, 45000), 30000, false)).toEqual({ ready: true, reasons: [], stale: ['link to fw2 down for 45 s'] });
-    expect(readiness(peer('connecting', false, 1), 30000, false)).toEqual({ ready: true, reasons: [], stale: ['never synced with fw2'] });
+    expect(readiness(peer('connecting', false, 1), 30000, false, 60000)).toEqual({ ready: true, reasons: [], stale: ['never synced with fw2'] });
+  });
+  test('a node that never synced waits for its peer during the startup grace', () => {
+    const r = readiness(peer('connecting', false, 1), 30000, false, 5000);
+    expect(r.ready).toBe(false);
+    expect(r.reasons[0]).toMatch(/^waiting for fw2 \(never synced/);
   });
   test('a master is always ready: it holds the real state', () => {
     expect(readiness(peer('up', false), 30000, true).ready).toBe(true);
