@@ -24,7 +24,7 @@ function groupText(hi: number, lo: number): string {
   return hi === 0 ? HEX[lo]! : HEX[hi]! + HEX2[lo]!;
 }
 
-function ipv4ToText(buf: Buffer, off: number): string {
+function ipv4ToText(buf: Uint8Array, off: number): string {
   return OCTET[buf[off]!] + '.' + OCTET[buf[off + 1]!] + '.' + OCTET[buf[off + 2]!] + '.' + OCTET[buf[off + 3]!];
 }
 
@@ -33,7 +33,7 @@ function ipv4ToText(buf: Buffer, off: number): string {
  * "::" (the first run wins a tie); IPv4-compatible (::a.b.c.d, first six groups zero and the rest not a single
  * zero group) and IPv4-mapped (::ffff:a.b.c.d) addresses end in dotted quad.
  */
-function ipv6ToText(buf: Buffer, off: number): string {
+function ipv6ToText(buf: Uint8Array, off: number): string {
   let bestBase = -1;
   let bestLen = 0;
   let curBase = -1;
@@ -80,12 +80,12 @@ function ipv6ToText(buf: Buffer, off: number): string {
 }
 
 /** Address bytes at buf[off..off+len) as text. The caller guarantees the bytes exist (decoders check nla_len). */
-export function ipToText(buf: Buffer, off: number, len: 4 | 16): string {
+export function ipToText(buf: Uint8Array, off: number, len: 4 | 16): string {
   return len === 4 ? ipv4ToText(buf, off) : ipv6ToText(buf, off);
 }
 
 /** Parses dotted quad text at s[from..to) into out[at..at+4); false if it is not exactly four decimal octets. */
-function parseIpv4(s: string, from: number, to: number, out: Buffer, at: number): boolean {
+function parseIpv4(s: string, from: number, to: number, out: Uint8Array, at: number): boolean {
   let part = 0;
   let val = 0;
   let digits = 0;
@@ -117,7 +117,7 @@ function hexVal(c: number): number {
 }
 
 /** Parses IPv6 text (with "::" and an optional trailing dotted quad) into out[at..at+16). */
-function parseIpv6(s: string, out: Buffer, at: number): boolean {
+function parseIpv6(s: string, out: Uint8Array, at: number): boolean {
   const n = s.length;
   if (n < 2 || n > 45) return false;
   const words: number[] = [];
@@ -185,7 +185,7 @@ function parseIpv6(s: string, out: Buffer, at: number): boolean {
  * Parses s into out[at..): returns 4 or 16 (bytes written), or 0 if s is not an address. Never throws; the encoders
  * use it to write addresses straight into the message without an intermediate Buffer.
  */
-export function parseIpInto(s: string, out: Buffer, at: number): 0 | 4 | 16 {
+export function parseIpInto(s: string, out: Uint8Array, at: number): 0 | 4 | 16 {
   if (s.indexOf(':') >= 0) return parseIpv6(s, out, at) ? 16 : 0;
   return parseIpv4(s, 0, s.length, out, at) ? 4 : 0;
 }
