@@ -145,7 +145,13 @@ export class Daemon {
   async commit(progress?: (done: number, total: number) => void): Promise<CommitReport> {
     const labels = this.cfg.commit.labels && (await rulesetUsesLabels(this.cfg.kernel.netns));
     if (this.cfg.commit.labels && !labels) this.log.warn('commit.labels is on but the ruleset does not use ct label: labels are not written (the kernel would refuse them)');
-    const report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress);
+    const release = this.mirror.holdResyncs();
+    let report: CommitReport;
+    try {
+      report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress);
+    } finally {
+      release();
+    }
     this.log.info({ commit: report }, `committed ${report.entries} peer entries in ${report.durationMs} ms`);
     return report;
   }

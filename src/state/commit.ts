@@ -16,7 +16,7 @@ export interface CommitReport {
 }
 
 /** Entries per Conntrack.write call: big enough for full batches, small enough for progress and fairness. */
-const CHUNK = 50_000;
+const CHUNK = 20_000;
 
 /**
  * Write every flow the peers hold into the kernel. Each flow gets its remaining timeout (last refresh minus the
@@ -31,32 +31,42 @@ export async function commitPeerTables(
   progress?: (done: number, total: number) => void,
 ): Promise<CommitReport> {
   const t0 = performance.now();
-  const flows: Flow[] = [];
-  let expiredSkipped = 0;
-  for (const t of tables) {
-    // by slot, not t.get(key): skips a string-keyed index lookup per entry (~1 µs each, half the build time at 1M)
-    const table = t.table;
-    table.forEach((_key, slot) => {
-      const f = table.flowAt(slot, now);
-      if (f.timeout === 0) expiredSkipped++;
-      else flows.push(f);
-    });
-  }
-  // masters first across all chunks: Conntrack.write orders within one call only
-  flows.sort((a, b) => (a.master ? 1 : 0) - (b.master ? 1 : 0));
   const counts: Record<Outcome, number> = { created: 0, updated: 0, replaced: 0, deleted: 0, absent: 0, failed: 0 };
   const failedByErrno: Record<string, number> = {};
-  for (let i = 0; i < flows.length; i += CHUNK) {
-    const r = await ct.write(
-      flows.slice(i, i + CHUNK).map((flow) => ({ op: 'replace' as const, flow })),
-      policy,
-    );
+  const list = [...tables];
+  const total = list.reduce((n, t) => n + t.size, 0);
+  let entries = 0;
+  let expiredSkipped = 0;
+  const write = async (flows: Flow[]) => {
+    const r = await ct.write(flows.map((flow) => ({ op: 'replace' as const, flow })), policy);
     for (const [k, v] of Object.entries(r.counts) as [Outcome, number][]) counts[k] += v;
     for (const [k, v] of Object.entries(r.failedByErrno)) failedByErrno[k] = (failedByErrno[k] ?? 0) + v;
-    progress?.(Math.min(flows.length, i + CHUNK), flows.length);
+    entries += flows.length;
+    progress?.(entries, total);
+    // a large commit must not starve the peer link, heartbeats or the control socket
+    await new Promise((r) => setImmediate(r));
+  };
+  // Streamed chunk by chunk (a 1M-entry table never exists twice as objects). Related flows wait for a second
+  // pass: the kernel needs their masters first.
+  const related: Flow[] = [];
+  for (const t of list) {
+    const table = t.table;
+    for (let cursor = 0; cursor >= 0; ) {
+      const chunk: Flow[] = [];
+      // by slot, not t.get(key): skips a string-keyed index lookup per entry
+      cursor = table.scan(cursor, CHUNK, (_key, slot) => {
+        const f = table.flowAt(slot, now);
+        if (f.timeout === 0) expiredSkipped++;
+        else if (f.master) related.push(f);
+        else chunk.push(f);
+      });
+      if (chunk.length) await write(chunk);
+    }
   }
+  for (let i = 0; i < related.length; i += CHUNK) await write(related.slice(i, i + CHUNK));
+  const flowsWritten = entries;
   const durationMs = performance.now() - t0;
-  return { entries: flows.length, counts, failedByErrno, expiredSkipped, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flows.length ? Math.round(flows.length / (durationMs / 1000)) : 0 };
+  return { entries: flowsWritten, counts, failedByErrno, expiredSkipped, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flowsWritten ? Math.round(flowsWritten / (durationMs / 1000)) : 0 };
 }
 
 /** Labels can be written only if the loaded ruleset uses `ct label` (else ENOSPC): ask nft in our namespace. */

@@ -50,6 +50,8 @@ export class KernelMirror {
   onResync: (diff: DiffResult, reason: string) => void = () => {};
   private running?: Promise<void>;
   private again?: string;
+  private holds = 0;
+  private heldReason?: string;
   private readonly filter: (f: Flow) => boolean;
   /** Flows younger than minAgeMs: key → first seen and latest state. */
   private readonly young = new Map<string, { seen: number; flow: Flow }>();
@@ -122,6 +124,10 @@ export class KernelMirror {
    * dump ran may not be in it). With `drift`, collects flows whose kernel timeout moved away from our copy.
    */
   resync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
+    if (this.holds && reason === 'overrun') {
+      this.heldReason = reason;
+      return Promise.resolve();
+    }
     if (this.running) {
       this.again = reason;
       return this.running;
@@ -133,6 +139,24 @@ export class KernelMirror {
       if (again) void this.resync(again);
     });
     return this.running;
+  }
+
+  /**
+   * Defer overrun resyncs (e.g. while a commit floods the event socket with our own echoes) until the returned
+   * release is called; one resync then runs if any overrun happened meanwhile.
+   */
+  holdResyncs(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--this.holds === 0 && this.heldReason) {
+        const reason = this.heldReason;
+        this.heldReason = undefined;
+        void this.resync(reason).catch(() => {});
+      }
+    };
   }
 
   /** The kernel's timeouts for flows whose copies drifted (the kernel never reports timeout refreshes). */
