@@ -123,8 +123,7 @@ export class Daemon {
       {
         commit: (progress) => this.commit(progress),
         takeOver: async () => {
-          // the committed flows are ours now: pick them up from the kernel and send our whole table out
-          await this.mirror.resync('commit');
+          // the committed flows are ours now (the commit's closing resync picked them up): send our whole table out
           void this.engine.bulk();
         },
         requestResync: () => this.engine.requestResync(),
@@ -145,12 +144,14 @@ export class Daemon {
   async commit(progress?: (done: number, total: number) => void): Promise<CommitReport> {
     const labels = this.cfg.commit.labels && (await rulesetUsesLabels(this.cfg.kernel.netns));
     if (this.cfg.commit.labels && !labels) this.log.warn('commit.labels is on but the ruleset does not use ct label: labels are not written (the kernel would refuse them)');
-    const release = this.mirror.holdResyncs();
+    // no events while we write: the kernel skips building them; one dump-and-diff afterwards picks up both our
+    // committed flows and whatever traffic created meanwhile
+    const release = this.mirror.pauseEvents();
     let report: CommitReport;
     try {
       report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress);
     } finally {
-      release();
+      await release();
     }
     this.log.info({ commit: report }, `committed ${report.entries} peer entries in ${report.durationMs} ms`);
     return report;

@@ -44,13 +44,33 @@ export class EventStream {
   onOverrun: () => void = () => {};
 
   constructor(opts: EventStreamOptions = {}) {
-    const groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
-    this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...opts, groups });
+    this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
+    this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...opts, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
     this.sock.onOverrun = () => {
       this.stats.overruns++;
       this.onOverrun();
     };
+  }
+
+  private readonly groups: NfnlGroup[];
+  private paused = false;
+
+  /**
+   * Stop receiving events (leave the groups). With no listener the kernel builds no events at all, which makes
+   * our own mass writes (a commit) several times faster; whatever happens meanwhile is lost, so the caller must
+   * dump-and-diff after resume().
+   */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    for (const g of this.groups) this.sock.leaveGroup(g);
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (const g of this.groups) this.sock.joinGroup(g);
   }
 
   close(): void {
