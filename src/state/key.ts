@@ -161,6 +161,38 @@ export function decodeKey(key: string): KeyParts {
   return parts;
 }
 
+/** Zones a key carries, as keyTupleBytes reports them; -1 = the key has none. */
+export interface KeyZones {
+  ctZone: number;
+  origZone: number;
+  replyZone: number;
+}
+
+/**
+ * Copies the key's original tuple as [proto u8][src][dst][sport u16][dport u16] (network order; no port bytes when
+ * the key has no ports) into out at `at`, and its zones into `zones`; returns the length written. Returns 0, writing
+ * nothing useful, for keys not in that form: text addresses, ICMP/ICMPv6, or only one of the two ports. The send path
+ * uses it to encode the common flow without rebuilding text addresses (this is wire/tuple.ts's packed layout).
+ */
+export function keyTupleBytes(key: string, out: Buffer, at: number, zones: KeyZones): number {
+  const family = key.charCodeAt(0);
+  const proto = key.charCodeAt(1);
+  const zf = key.charCodeAt(2);
+  const lf = key.charCodeAt(3);
+  const alen = addrLen(family);
+  if (alen === 0 || zf & TEXT_ADDR || proto === 1 || proto === 58) return 0;
+  if (lf !== 0 && lf !== (L_SPORT | L_DPORT)) return 0;
+  let k = 4;
+  zones.ctZone = zf & Z_CT ? (key.charCodeAt(k++) << 8) | key.charCodeAt(k++) : -1;
+  zones.origZone = zf & Z_ORIG ? (key.charCodeAt(k++) << 8) | key.charCodeAt(k++) : -1;
+  zones.replyZone = zf & Z_REPLY ? (key.charCodeAt(k++) << 8) | key.charCodeAt(k++) : -1;
+  const n = 2 * alen + (lf === 0 ? 0 : 4);
+  if (key.length !== k + n) return 0; // not a key flowKey wrote
+  out[at] = proto;
+  for (let i = 0; i < n; i++) out[at + 1 + i] = key.charCodeAt(k + i);
+  return 1 + n;
+}
+
 /** The L4 protocol a key is for, without decoding the rest. */
 export function keyProto(key: string): number {
   return key.charCodeAt(1);

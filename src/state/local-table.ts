@@ -102,7 +102,8 @@ export class LocalTable {
     this.touchedInResync?.add(key);
     if (ev.kind === 'destroy') return this.remove(key);
     const change = this.upsert(key, ev.flow, ev.kind === 'update' ? 'partial' : 'new');
-    return { change, key, version: this.table.versionAt(this.table.slotOf(key)) };
+    // upsert() always set()s the key, so the slot it wrote is the entry's
+    return { change, key, version: this.table.versionAt(this.table.lastSetSlot) };
   }
 
   private remove(key: string): Applied {
@@ -165,7 +166,7 @@ export class LocalTable {
 
   private setNew(key: string, flow: Flow, v: number, now: number): number {
     this.table.set(key, flow, v, v, now);
-    return this.table.slotOf(key);
+    return this.table.lastSetSlot;
   }
 
   /** Signs that the kernel killed the connection on this tuple and created another one (see the file comment). */

@@ -358,6 +358,7 @@ export class FlowTable {
   private gens = new Uint8Array(0);
   private gen = 0;
   private sweeping = false;
+  private setSlot = -1;
   private readonly nBuckets: number;
   private readonly bucketShift: number;
   private readonly buckets: Uint32Array;
@@ -430,6 +431,11 @@ export class FlowTable {
     return this.index.has(key);
   }
 
+  /** The slot the last set() wrote: saves the event path a second key lookup. */
+  get lastSetSlot(): number {
+    return this.setSlot;
+  }
+
   /**
    * Stores a flow under key (which must be flowKey(flow)). The timeout is flow.timeout, taken as reported at
    * reportedAt; a flow without one keeps none (offloaded flows are dumped without it). Returns SET_* flags.
@@ -441,6 +447,7 @@ export class FlowTable {
       slot = this.alloc(key);
       result = SET_ADDED | SET_SIGNIFICANT;
     }
+    this.setSlot = slot;
     const prevPresent = this.present[slot]!;
 
     // Hashed prefix: key, significant status bits, mark, TCP state; then the significant packed tags.
@@ -676,6 +683,32 @@ export class FlowTable {
   }
   setDirty(slot: number, bits: number): void {
     this.dirtyBits[slot] = bits;
+  }
+  /** True when the entry has none of the rare fields (NAT'd reply, labels, helper, ...): its columns are all of it. */
+  isPlainAt(slot: number): boolean {
+    return this.extra[slot] === undefined;
+  }
+  /**
+   * The TCP protoinfo columns into out[0..4] (state, wscale orig/reply, flags orig/reply; -1 = absent), as flowAt
+   * would decode them. False when the entry has no TCP protoinfo.
+   */
+  tcpInto(slot: number, out: Int16Array): boolean {
+    const p = this.present[slot]!;
+    if (!(p & P_TCP) || !(p & P_PROTOINFO)) return false;
+    const tb = slot * 5;
+    const tcp = this.tcp;
+    out[0] = tcp[tb]!;
+    out[1] = p & P_WSO ? tcp[tb + 1]! : -1;
+    out[2] = p & P_WSR ? tcp[tb + 2]! : -1;
+    out[3] = p & P_FLO ? tcp[tb + 3]! : -1;
+    out[4] = p & P_FLR ? tcp[tb + 4]! : -1;
+    return true;
+  }
+  /** The timeout flowAt(slot, now) reports (remaining seconds at now), or -1 when the entry has none. */
+  remainingOrNoneAt(slot: number, now: number): number {
+    const t = this.timeouts[slot]!;
+    if (!(this.present[slot]! & P_TIMEOUT) || t === NO_TIMEOUT) return -1;
+    return remainingSeconds(t, this.reported[slot]!, now);
   }
   /** Entry hash lanes (what digests XOR together). */
   hashAAt(slot: number): number {
