@@ -67,7 +67,7 @@ export class KernelMirror {
     this.events.onEvent = (ev) => this.onEvent(ev);
     this.events.onOverrun = () => {
       opts.log.warn({ overruns: this.events.stats.overruns }, 'kernel events were lost (socket overrun); resyncing from a dump');
-      void this.resync('overrun');
+      this.resync('overrun').catch(() => {}); // failures are logged and counted by runResync
     };
   }
 
@@ -76,7 +76,10 @@ export class KernelMirror {
     await this.resync('start');
   }
 
+  private closed = false;
+
   close(): void {
+    this.closed = true;
     if (this.youngTimer) clearInterval(this.youngTimer);
     this.events.close();
     this.ct.close();
@@ -124,6 +127,7 @@ export class KernelMirror {
    * dump ran may not be in it). With `drift`, collects flows whose kernel timeout moved away from our copy.
    */
   resync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
+    if (this.closed) return Promise.resolve();
     if (this.holds && reason === 'overrun') {
       this.heldReason = reason;
       return Promise.resolve();
@@ -136,7 +140,7 @@ export class KernelMirror {
       this.running = undefined;
       const again = this.again;
       this.again = undefined;
-      if (again) void this.resync(again);
+      if (again) this.resync(again).catch(() => {});
     });
     return this.running;
   }
@@ -201,6 +205,7 @@ export class KernelMirror {
       });
     } catch (err) {
       local.abortResync();
+      if (this.closed) return; // shutting down: the dump was cut short on purpose
       this.stats.resyncFailures++;
       this.opts.log.error({ err, reason }, 'conntrack dump failed; the local table may be behind until the next resync');
       throw err;

@@ -4,13 +4,13 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Flow } from '../kernel/types.js';
 import type { Clock } from '../state/clock.js';
-import { flowKey, decodeKey } from '../state/key.js';
+import { flowKey, decodeKey, keyTupleBytes, type KeyZones } from '../state/key.js';
 import { DIRTY_STATE, type LocalTable } from '../state/local-table.js';
 import { PeerTable } from '../state/peer-table.js';
 import { diffDigests } from '../state/table.js';
 import type { LinkState, PeerInfo, Transport } from '../transport/types.js';
-import { decodeFrame, encodeFrame, type MacKey } from '../wire/envelope.js';
-import { entryToFlow, flowToEntry, keyFromWire, keyToWire, refreshFromWire, refreshToWire, flowKeyOf, type FlowKey } from '../wire/entry.js';
+import { decodeFrame, encodeFrame, encodeUpsertFrame, type MacKey } from '../wire/envelope.js';
+import { EntryBatch, entryToFlow, keyFromWire, keyToWire, refreshFromWire, refreshToWire, flowKeyOf, type FlowKey, type PlainEntry } from '../wire/entry.js';
 import type { pb } from '../wire/proto.js';
 import type { DropReason } from '../wire/errors.js';
 
@@ -142,6 +142,12 @@ export class SyncEngine {
   /** A flow the sender re-created on its tuple needs replacing, not merging: the receiver is told per entry. */
   private lastFlushVersion: number;
   private readonly durable?: Transport & DurableReplay;
+  /** Send-path scratch, reused by every frame (single-threaded; sendKeys never re-enters itself). */
+  private readonly batch = new EntryBatch();
+  private readonly plain: PlainEntry & KeyZones = {
+    tuple: Buffer.allocUnsafe(40), tupleLen: 0, zone: -1, origZone: -1, status: 0, timeout: -1, mark: 0,
+    tcp: new Int16Array(5), tcpState: -1, replyZone: -1, ctZone: -1,
+  };
 
   constructor(
     private readonly opts: SyncOptions,
@@ -211,38 +217,67 @@ export class SyncEngine {
   /** Current state of each key: present → upsert, gone → delete. Used by flush, resume and repair alike. */
   private sendKeys(keys: string[], how: { reborn?: Set<string>; authoritative?: boolean; bulkId?: number }): void {
     const now = this.clock.now();
-    const ups: { key: string; flow: Flow }[] = [];
+    const t = this.local.table;
+    const upKeys: string[] = [];
+    const upSlots: number[] = [];
     const dels: string[] = [];
     for (const k of keys) {
-      const f = this.local.get(k, now);
-      if (f) ups.push({ key: k, flow: f });
-      else dels.push(k);
-      this.local.takeDirty(k);
+      const slot = t.slotOf(k);
+      if (slot >= 0) {
+        upKeys.push(k);
+        upSlots.push(slot);
+        t.setDirty(slot, 0); // queued now: what local.takeDirty() does, without a second lookup
+      } else dels.push(k);
     }
-    for (let i = 0; i < ups.length; i += this.perFrame) {
-      const chunk = ups.slice(i, i + this.perFrame);
-      const entries: pb.IEntry[] = [];
+    const batch = this.batch;
+    for (let i = 0; i < upKeys.length; i += this.perFrame) {
+      const end = Math.min(i + this.perFrame, upKeys.length);
+      batch.reset();
       const rebornIdx: number[] = [];
       const sent: string[] = [];
-      for (const { key, flow } of chunk) {
-        try {
-          entries.push(flowToEntry(flow));
-        } catch (err) {
-          this.count('encode_error');
-          this.log_.debug({ err, key }, 'flow not encodable');
-          continue;
-        }
-        if (how.reborn?.has(key)) rebornIdx.push(entries.length - 1);
+      for (let j = i; j < end; j++) {
+        const key = upKeys[j]!;
+        if (!this.addEntry(batch, key, upSlots[j]!, now)) continue;
+        if (how.reborn?.has(key)) rebornIdx.push(batch.count - 1);
         sent.push(key);
       }
-      if (!entries.length) continue;
-      this.sendSequenced({ upsert: { entries, reborn: rebornIdx, authoritative: how.authoritative ?? false, bulkId: how.bulkId ?? 0 } }, sent);
-      this.counters.entriesOut += entries.length;
+      if (!batch.count) continue;
+      this.sendUpsert(batch, { reborn: rebornIdx, authoritative: how.authoritative ?? false, bulkId: how.bulkId ?? 0 }, sent);
+      this.counters.entriesOut += batch.count;
     }
     for (let i = 0; i < dels.length; i += this.perFrame) {
       const chunk = dels.slice(i, i + this.perFrame);
       this.sendSequenced({ delete: { keys: chunk.map((k) => keyToWire(keyOf(k))), bulkId: how.bulkId ?? 0 } }, chunk);
       this.counters.deletesOut += chunk.length;
+    }
+  }
+
+  /**
+   * Encodes the entry in `slot` as of `now` into the batch; false if it cannot be (counted, logged). The common
+   * flow (no NAT, labels, helper ...) is written from the table's columns: decoding it into a Flow and a pb.IEntry
+   * first cost more than the rest of the send path together. Anything else takes flowToEntry's path.
+   */
+  private addEntry(batch: EntryBatch, key: string, slot: number, now: number): boolean {
+    const t = this.local.table;
+    const e = this.plain;
+    if (t.isPlainAt(slot)) {
+      e.tupleLen = keyTupleBytes(key, e.tuple, 0, e);
+      if (e.tupleLen > 0) {
+        e.zone = e.ctZone;
+        e.status = t.statusAt(slot) ?? 0;
+        e.timeout = t.remainingOrNoneAt(slot, now);
+        e.mark = t.markAt(slot) ?? 0;
+        e.tcpState = t.tcpInto(slot, e.tcp) ? e.tcp[0]! : -1;
+        if (batch.addPlain(e)) return true;
+      }
+    }
+    try {
+      batch.addFlow(t.flowAt(slot, now));
+      return true;
+    } catch (err) {
+      this.count('encode_error');
+      this.log_.debug({ err, key }, 'flow not encodable');
+      return false;
     }
   }
 
@@ -256,14 +291,28 @@ export class SyncEngine {
   }
 
   private sendSequenced(body: pb.IEnvelope, keys: string[]): boolean {
+    return this.send({ ...body, seq: this.nextSeq(keys) });
+  }
+
+  /** sendSequenced for an Upsert whose entries the batch holds already encoded. */
+  private sendUpsert(batch: EntryBatch, upsert: Omit<pb.IUpsert, 'entries'>, keys: string[]): boolean {
+    const env = { clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, seq: this.nextSeq(keys) };
+    return this.sendFrame(encodeUpsertFrame(env, upsert, batch.view(), { macKey: this.opts.macKey }));
+  }
+
+  /** The next seq, remembered with the keys its frame carries (for resume). */
+  private nextSeq(keys: string[]): number {
     const seq = ++this.seq;
     this.log.push({ seq, at: this.clock.now(), keys });
     if (this.log.length > this.resumeFrames) this.log.splice(0, this.log.length - this.resumeFrames);
-    return this.send({ ...body, seq });
+    return seq;
   }
 
   private send(env: pb.IEnvelope): boolean {
-    const frame = encodeFrame({ clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, ...env }, { macKey: this.opts.macKey });
+    return this.sendFrame(encodeFrame({ clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, ...env }, { macKey: this.opts.macKey }));
+  }
+
+  private sendFrame(frame: Buffer): boolean {
     this.counters.framesOut++;
     const ok = this.transport.send(frame);
     if (!ok && (this.anyPeerUp() || this.writeBlocked())) this.backpressured = true;

@@ -12,7 +12,7 @@
 import { Af, type Expectation, type Flow, type NatRange, type ProtoInfo, type SeqAdj, type Tuple } from '../kernel/types.js';
 import { writeAddress, formatAddress } from './addr.js';
 import { type Decoded, drop, WireError } from './errors.js';
-import type { pb } from './proto.js';
+import { Entry, type pb } from './proto.js';
 import {
   extAddressLength, invertTuple, isInverse, packTuple, packedAddressLength, tupleFromExt, tupleToExt, unpackTuple,
 } from './tuple.js';
@@ -333,6 +333,120 @@ export function flowToEntry(f: Flow): pb.IEntry {
   if (f.natDst) e.natDst = natToWire(f.natDst);
   if (f.synproxy) e.synproxy = { isn: f.synproxy.isn, its: f.synproxy.its, tsoff: f.synproxy.tsoff };
   return e;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Pre-encoded entries for the send path: the bytes of Upsert.entries, written without building pb.IEntry objects.
+
+/** What a flow with none of the rare fields consists of (see EntryBatch.addPlain); -1 = absent. */
+export interface PlainEntry {
+  /** Packed original tuple (tuple.ts layout) in tuple[0 .. tupleLen). */
+  tuple: Buffer;
+  tupleLen: number;
+  zone: number;
+  origZone: number;
+  status: number; // u32, 0 = omitted
+  timeout: number;
+  mark: number; // u32, 0 = omitted
+  /** TCP columns: state, wscale orig/reply, flags orig/reply (-1 = absent); tcpState -1 = no TCP protoinfo. */
+  tcp: Int16Array;
+  tcpState: number;
+  replyZone: number;
+}
+
+function varintLen(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/**
+ * A growing run of encoded `Upsert.entries` fields (tag, length, Entry), byte for byte what protobufjs writes for
+ * the same entries: the send path's hot case (a flow without NAT, labels, helper, ...) is written straight from
+ * table columns, anything else goes through flowToEntry. One per sender, reused frame after frame.
+ */
+export class EntryBatch {
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private len = 0;
+  count = 0;
+
+  reset(): void {
+    this.len = 0;
+    this.count = 0;
+  }
+
+  /** The bytes written since reset(): a view, valid until the next add or reset. */
+  view(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const b = Buffer.allocUnsafe(Math.max(2 * this.buf.length, this.len + n));
+    this.buf.copy(b, 0, 0, this.len);
+    this.buf = b;
+  }
+
+  private varint(v: number): void {
+    const b = this.buf;
+    let p = this.len;
+    while (v > 0x7f) {
+      b[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    b[p++] = v;
+    this.len = p;
+  }
+
+  /** Adds the entry flowToEntry(f) makes. Throws what flowToEntry throws, leaving the batch unchanged. */
+  addFlow(f: Flow): void {
+    const body = Entry.encode(flowToEntry(f)).finish();
+    this.ensure(6 + body.length);
+    this.buf[this.len++] = 0x0a; // entries = 1, length-delimited
+    this.varint(body.length);
+    this.buf.set(body, this.len);
+    this.len += body.length;
+    this.count++;
+  }
+
+  /**
+   * Adds the entry of a flow made only of key, status, timeout, mark, TCP protoinfo and an inverse reply tuple,
+   * as flowToEntry would encode it. False (nothing written) when its TCP fields need tcp_ext: use addFlow then.
+   */
+  addPlain(e: PlainEntry): boolean {
+    let tcp = -1;
+    if (e.tcpState >= 0) {
+      const t = e.tcp;
+      // packTcp's ranges: state 0-15, wscale 0-14, flags 0-126
+      if (t[0]! > 15 || t[1]! > 14 || t[2]! > 14 || t[3]! > 126 || t[4]! > 126) return false;
+      tcp = t[0]! | ((t[1]! + 1) << 4) | ((t[2]! + 1) << 8) | ((t[3]! + 1) << 12) | ((t[4]! + 1) << 19);
+    }
+    // fields in protobufjs's order (by number): orig 1, zone 3, orig_zone 4, status 6, timeout 7, mark 8, tcp 9,
+    // reply_zone 12; family (5) is implied by the address length and the reply tuple (10/11) is the inverse
+    let size = 2 + e.tupleLen;
+    if (e.zone >= 0) size += 1 + varintLen(e.zone);
+    if (e.origZone >= 0) size += 1 + varintLen(e.origZone);
+    if (e.status !== 0) size += 1 + varintLen(e.status);
+    if (e.timeout >= 0) size += 1 + varintLen(e.timeout);
+    if (e.mark !== 0) size += 1 + varintLen(e.mark);
+    if (tcp >= 0) size += 1 + varintLen(tcp);
+    if (e.replyZone >= 0) size += 1 + varintLen(e.replyZone);
+    this.ensure(6 + size);
+    const b = this.buf;
+    b[this.len++] = 0x0a;
+    this.varint(size);
+    b[this.len++] = 0x0a; // orig = 1
+    b[this.len++] = e.tupleLen;
+    e.tuple.copy(b, this.len, 0, e.tupleLen);
+    this.len += e.tupleLen;
+    if (e.zone >= 0) (b[this.len++] = 0x18), this.varint(e.zone);
+    if (e.origZone >= 0) (b[this.len++] = 0x20), this.varint(e.origZone);
+    if (e.status !== 0) (b[this.len++] = 0x30), this.varint(e.status);
+    if (e.timeout >= 0) (b[this.len++] = 0x38), this.varint(e.timeout);
+    if (e.mark !== 0) (b[this.len++] = 0x40), this.varint(e.mark);
+    if (tcp >= 0) (b[this.len++] = 0x48), this.varint(tcp);
+    if (e.replyZone >= 0) (b[this.len++] = 0x60), this.varint(e.replyZone);
+    this.count++;
+    return true;
+  }
 }
 
 function tcpToWire(t: NonNullable<ProtoInfo['tcp']>): pb.ITcpInfo {

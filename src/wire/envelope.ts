@@ -94,6 +94,47 @@ export function encodeFrame(env: pb.IEnvelope, opts: EncodeOptions = {}): Buffer
   return out;
 }
 
+/**
+ * encodeFrame for an Upsert whose entries are already encoded (EntryBatch: the bytes of repeated field 1):
+ * the same bytes encodeFrame writes for `{ ...env, upsert: { entries, ...upsert } }`. The Envelope's fields all
+ * come before its body (numbers 1-5 < 17) and Upsert.entries is its field 1, so the frame is the head, the
+ * body's tag and length, the entries, then the rest of the Upsert.
+ */
+export function encodeUpsertFrame(env: pb.IEnvelope, upsert: Omit<pb.IUpsert, 'entries'>, entries: Uint8Array, opts: EncodeOptions = {}): Buffer {
+  const head = Envelope.encode(env.version ? env : { ...env, version: PROTOCOL_VERSION }).finish();
+  // the Upsert without entries, as protobufjs writes it inside an Envelope: skip that field's tag and length
+  const alone = Envelope.encode({ upsert }).finish();
+  let skip = 2;
+  while (alone[skip]! & 0x80) skip++;
+  const rest = alone.subarray(skip + 1);
+  const bodyLen = entries.length + rest.length;
+  let lenBytes = 1;
+  for (let v = bodyLen; v > 0x7f; v >>>= 7) lenBytes++;
+  const macLen = opts.macKey ? MAC_BYTES : 0;
+  const end = FRAME_HEADER_BYTES + head.length + 2 + lenBytes + bodyLen;
+  const out = Buffer.allocUnsafe(end + macLen);
+  out[0] = FRAME_MAGIC;
+  out[1] = FRAME_FORMAT;
+  out[2] = opts.macKey ? FRAME_FLAG_MAC : 0;
+  let p = FRAME_HEADER_BYTES;
+  out.set(head, p);
+  p += head.length;
+  out[p++] = 0x8a; // upsert = 17, length-delimited: (17 << 3 | 2) as a varint
+  out[p++] = 0x01;
+  for (let v = bodyLen; ; v >>>= 7) {
+    if (v <= 0x7f) {
+      out[p++] = v;
+      break;
+    }
+    out[p++] = (v & 0x7f) | 0x80;
+  }
+  out.set(entries, p);
+  p += entries.length;
+  out.set(rest, p);
+  if (opts.macKey) mac(opts.macKey, out.subarray(0, end)).copy(out, end);
+  return out;
+}
+
 function fail(reason: DropReason, detail: string): FrameResult {
   return { ok: false, reason, detail };
 }
