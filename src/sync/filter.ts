@@ -1,7 +1,7 @@
 // What is synced: the config's protocol, address, state, zone and mark selections compiled into one predicate.
-import { BlockList, isIPv6 } from 'node:net';
 import { IpProto, type Flow } from '../kernel/types.js';
 import { TCP_STATES } from '../kernel/json.js';
+import { parseIpInto } from '../kernel/addr.js';
 import type { Config } from '../config/load.js';
 
 const PROTO_BY_NAME: Record<string, number> = {
@@ -18,21 +18,45 @@ const CONNECTIONLESS = new Set<number>([IpProto.Udp, IpProto.UdpLite, IpProto.Ic
 
 export type FlowFilter = (f: Flow) => boolean;
 
-function blockList(cidrs: readonly string[]): BlockList | undefined {
-  if (!cidrs.length) return undefined;
-  const bl = new BlockList();
-  for (const c of cidrs) {
-    const [addr, len] = c.split('/');
-    const type = isIPv6(addr) ? 'ipv6' : 'ipv4';
-    if (len === undefined) bl.addAddress(addr, type);
-    else bl.addSubnet(addr, Number(len), type);
-  }
-  return bl;
+/** A CIDR as bytes: it matches addresses of its own family whose first `bits` bits equal its own. */
+interface Cidr {
+  len: 4 | 16;
+  bytes: Uint8Array;
+  bits: number;
 }
 
-function hits(bl: BlockList, f: Flow): boolean {
-  const type = f.family === 10 ? 'ipv6' : 'ipv4';
-  return bl.check(f.orig.src, type) || bl.check(f.orig.dst, type);
+function parseCidrs(cidrs: readonly string[]): Cidr[] | undefined {
+  const out: Cidr[] = [];
+  for (const c of cidrs) {
+    const [addr, bits] = c.split('/');
+    const bytes = new Uint8Array(16);
+    const len = parseIpInto(addr, bytes, 0);
+    // the config loader checked the CIDRs; a peer given by host name is not an address and matches nothing
+    if (len) out.push({ len, bytes, bits: bits === undefined ? len * 8 : Number(bits) });
+  }
+  return out.length ? out : undefined;
+}
+
+// Per-event check without allocation: node:net's BlockList builds a native SocketAddress per call, which cost
+// more than the rest of the event path together during a burst.
+const scratch = new Uint8Array(16);
+
+function matches(cidrs: Cidr[], addr: string): boolean {
+  const len = parseIpInto(addr, scratch, 0);
+  for (const c of cidrs) {
+    if (c.len !== len) continue;
+    const full = c.bits >> 3;
+    let i = 0;
+    while (i < full && scratch[i] === c.bytes[i]) i++;
+    if (i < full) continue;
+    const rest = c.bits & 7;
+    if (rest === 0 || ((scratch[full] ^ c.bytes[full]) & (0xff << (8 - rest)) & 0xff) === 0) return true;
+  }
+  return false;
+}
+
+function hits(cidrs: Cidr[], f: Flow): boolean {
+  return matches(cidrs, f.orig.src) || matches(cidrs, f.orig.dst);
 }
 
 /**
@@ -41,8 +65,8 @@ function hits(bl: BlockList, f: Flow): boolean {
  */
 export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []): FlowFilter {
   const protos = new Set(sync.protocols.map((p) => PROTO_BY_NAME[p]));
-  const accept = blockList(sync.acceptCidrs);
-  const ignore = blockList([...sync.ignoreCidrs, ...extraIgnore]);
+  const accept = parseCidrs(sync.acceptCidrs);
+  const ignore = parseCidrs([...sync.ignoreCidrs, ...extraIgnore]);
   const tcpStates = new Set(sync.tcpStates.map((s) => TCP_STATES.indexOf(s)));
   const zones = sync.zones.length ? new Set(sync.zones.map(Number)) : undefined;
   const marks = sync.marks.map((m) => {
