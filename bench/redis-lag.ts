@@ -25,7 +25,7 @@ import { TcpTransport } from '../src/transport/tcp/index.js';
 import type { Transport } from '../src/transport/types.js';
 import { createMacKey, decodeFrame } from '../src/wire/envelope.js';
 import { Ips, TcpState, type Flow } from '../src/kernel/types.js';
-import { RedisServer, freeLoopbackPort } from '../test/helpers/redis-server.js';
+import { RedisServer, freeLoopbackPort } from '../src/lab/redis-server.js';
 import { environment, writeResults } from './lib/stats.js';
 
 const args = process.argv.slice(2);

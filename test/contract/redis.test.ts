@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisTransport } from '../../src/transport/redis/index.js';
 import type { RedisTransportOptions } from '../../src/transport/redis/index.js';
-import { RedisServer, redisMissing } from '../helpers/redis-server.js';
+import { RedisServer, redisMissing } from '../../src/lab/redis-server.js';
 import { runTransportContract } from './transport-contract.js';
 
 const missing = redisMissing();

@@ -10,7 +10,7 @@ import { request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { listFlows } from '../helpers/conntrack-cli.js';
 import { CTSYNC_BIN, cannotRun } from '../helpers/env.js';
-import { RedisServer, redisMissing } from '../helpers/redis-server.js';
+import { RedisServer, redisMissing } from '../../src/lab/redis-server.js';
 
 const PREFIX = 'ctsr5-';
 const reason = cannotRun(['ip', 'conntrack'], true) ?? redisMissing();

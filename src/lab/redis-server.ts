@@ -1,4 +1,4 @@
-// Starts a real redis-server for tests: a free loopback port (or a given address), its own temp dir, optional ACL
+// Starts a real redis-server for tests, benchmarks and labs: a free loopback port (or a given address), its own temp dir, optional ACL
 // users; stopped (and restarted) by its PID only. Tests that cannot find redis-server say so (redisMissing()).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
