@@ -78,7 +78,7 @@ run_fw() {
   render /etc/ctsd/fw/ctsync.yaml.in /etc/ctsync/ctsync.yaml
   echo BACKUP >/run/ctsd/vrrp-state
 
-  if [ "${CTSYNC_DAEMON:-0}" = 1 ]; then
+  if [ "${CTSYNC_DAEMON:-1}" = 1 ]; then
     # The lab's key reaches both firewalls through the environment (see docker-compose.yml).
     [ -n "${CTSYNC_LAB_KEY:-}" ] || die "CTSYNC_LAB_KEY is empty: export CTSYNC_LAB_KEY=\$(openssl rand -hex 32) before docker-compose up"
     printf '%s\n' "$CTSYNC_LAB_KEY" >/etc/ctsync/cluster.key

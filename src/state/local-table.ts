@@ -120,10 +120,9 @@ export class LocalTable {
    * did not change (protoinfo, mark, labels, helper, ...); 'complete': a dump line, which lists everything except
    * timeout and protoinfo of offloaded flows.
    */
-  private upsert(key: string, flow: Flow, mode: 'new' | 'partial' | 'complete'): LocalChange {
+  private upsert(key: string, flow: Flow, mode: 'new' | 'partial' | 'complete', slot = this.table.slotOf(key)): LocalChange {
     const t = this.table;
     const now = this.clock.now();
-    const slot = t.slotOf(key);
     if (slot < 0) {
       const v = ++this.seq;
       const s = this.setNew(key, flow, v, now);
@@ -133,7 +132,7 @@ export class LocalTable {
     }
     if (mode === 'new' || this.isReborn(slot, flow)) {
       const v = ++this.seq;
-      t.set(key, flow, v, v, now);
+      t.set(key, flow, v, v, now, slot);
       t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
       this.counters.replaced++;
       return 'replaced';
@@ -147,7 +146,7 @@ export class LocalTable {
     }
     const keepTimeout = f.timeout === undefined ? t.timeoutAt(slot) : undefined;
     const keptAt = t.reportedAtAt(slot);
-    const r = t.set(key, f, t.versionAt(slot), t.bornAt(slot), now);
+    const r = t.set(key, f, t.versionAt(slot), t.bornAt(slot), now, slot);
     if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
     if (r & SET_SIGNIFICANT) {
       t.setVersionAt(slot, ++this.seq);
@@ -165,7 +164,7 @@ export class LocalTable {
   }
 
   private setNew(key: string, flow: Flow, v: number, now: number): number {
-    this.table.set(key, flow, v, v, now);
+    this.table.set(key, flow, v, v, now, -1);
     return this.table.lastSetSlot;
   }
 
@@ -196,18 +195,20 @@ export class LocalTable {
     this.pending = { added: [], changed: [], refreshed: [], removed: [], unchanged: 0 };
   }
 
-  /** One line of the dump. */
-  resyncFlow(flow: Flow): LocalChange {
-    const key = flowKey(flow);
+  /**
+   * One line of the dump. A caller that computed the line's key (and its slotOf) already passes them: a refresh
+   * of a big table would otherwise build and look up every key twice.
+   */
+  resyncFlow(flow: Flow, key = flowKey(flow), slot?: number): LocalChange {
     const pend = this.pending;
     if (pend === undefined) throw new Error('resyncFlow() outside beginResync()/endResync()');
     if (this.touchedInResync!.has(key)) {
-      const slot = this.table.slotOf(key);
-      if (slot >= 0) this.table.touch(slot);
+      const s = slot ?? this.table.slotOf(key);
+      if (s >= 0) this.table.touch(s);
       this.counters.resyncLinesSkipped++;
       return 'ignored';
     }
-    const change = this.upsert(key, flow, 'complete');
+    const change = this.upsert(key, flow, 'complete', slot);
     switch (change) {
       case 'added':
         pend.added.push(key);

@@ -182,13 +182,14 @@ export class KernelMirror {
     const onFlow = (flow: Flow): void => {
       let f = flow;
       if (!this.filter(f)) return;
-      const key = this.young.size || drift ? flowKey(f) : '';
+      const key = flowKey(f); // resyncFlow needs it too: built once per line
       if (this.young.size && this.young.has(key)) {
         young.add(key);
         return;
       }
+      let slot: number | undefined;
       if (drift && f.timeout !== undefined) {
-        const slot = local.table.slotOf(key);
+        slot = local.table.slotOf(key);
         const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
         // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
         if (est !== undefined) {
@@ -196,7 +197,7 @@ export class KernelMirror {
           else f = { ...f, timeout: undefined };
         }
       }
-      local.resyncFlow(f);
+      local.resyncFlow(f, key, slot);
     };
     try {
       await this.ct.dumpEach(onFlow, {}, () => {

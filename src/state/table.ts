@@ -439,9 +439,11 @@ export class FlowTable {
   /**
    * Stores a flow under key (which must be flowKey(flow)). The timeout is flow.timeout, taken as reported at
    * reportedAt; a flow without one keeps none (offloaded flows are dumped without it). Returns SET_* flags.
+   * A caller that has just looked the key up passes its slotOf() result (-1 = absent): on the event path every
+   * hash lookup of a fresh key string counts.
    */
-  set(key: string, flow: Flow, version: number, born: number, reportedAt: number): number {
-    let slot = this.index.get(key);
+  set(key: string, flow: Flow, version: number, born: number, reportedAt: number, known?: number): number {
+    let slot = known === undefined ? this.index.get(key) : known < 0 ? undefined : known;
     let result = 0;
     if (slot === undefined) {
       slot = this.alloc(key);
@@ -684,9 +686,26 @@ export class FlowTable {
   setDirty(slot: number, bits: number): void {
     this.dirtyBits[slot] = bits;
   }
-  /** True when the entry has none of the rare fields (NAT'd reply, labels, helper, ...): its columns are all of it. */
-  isPlainAt(slot: number): boolean {
-    return this.extra[slot] === undefined;
+  /**
+   * True when the entry has none of the rare fields (NAT'd reply, labels, helper, ...) except perhaps synproxy:
+   * its columns and out are all of it. Synproxy counts as plain because the kernel reports one (all zero) for
+   * every entry created through ctnetlink, so committed and written flows carry it. Its isn, its and tsoff go to
+   * out[0..2]; out[3] is 1 when it is present, else 0.
+   */
+  isPlainOrSynproxyAt(slot: number, out: Uint32Array): boolean {
+    const ext = this.extra[slot];
+    if (ext === undefined) {
+      out[3] = 0;
+      return true;
+    }
+    // set() writes T_SYNPROXY + three u32 (big-endian), one latin1 char per byte
+    if (ext.length !== 13 || ext.charCodeAt(0) !== T_SYNPROXY) return false;
+    for (let i = 0; i < 3; i++) {
+      const o = 1 + 4 * i;
+      out[i] = (ext.charCodeAt(o) << 24) | (ext.charCodeAt(o + 1) << 16) | (ext.charCodeAt(o + 2) << 8) | ext.charCodeAt(o + 3);
+    }
+    out[3] = 1;
+    return true;
   }
   /**
    * The TCP protoinfo columns into out[0..4] (state, wscale orig/reply, flags orig/reply; -1 = absent), as flowAt

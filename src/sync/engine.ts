@@ -125,7 +125,7 @@ export class SyncEngine {
   readonly session = randomBytes(6).readUIntBE(0, 6) || 1;
   private seq = 0;
   private readonly dirty = new Set<string>();
-  private readonly reborn = new Set<string>();
+  private reborn = new Set<string>();
   private log: LogFrame[] = [];
   private flushTimer?: NodeJS.Timeout;
   private timers: NodeJS.Timeout[] = [];
@@ -146,7 +146,7 @@ export class SyncEngine {
   private readonly batch = new EntryBatch();
   private readonly plain: PlainEntry & KeyZones = {
     tuple: Buffer.allocUnsafe(40), tupleLen: 0, zone: -1, origZone: -1, status: 0, timeout: -1, mark: 0,
-    tcp: new Int16Array(5), tcpState: -1, replyZone: -1, ctZone: -1,
+    tcp: new Int16Array(5), tcpState: -1, replyZone: -1, ctZone: -1, synproxy: new Uint32Array(4),
   };
 
   constructor(
@@ -208,8 +208,9 @@ export class SyncEngine {
     }
     const keys = [...this.dirty];
     this.dirty.clear();
-    const reborn = new Set([...this.reborn].filter((k) => this.local.has(k)));
-    this.reborn.clear();
+    // taken whole: sendKeys consults it only for keys still in the table, so gone ones need no filtering
+    const reborn = this.reborn;
+    this.reborn = new Set();
     this.lastFlushVersion = this.local.version;
     this.sendKeys(keys, { reborn });
   }
@@ -260,7 +261,7 @@ export class SyncEngine {
   private addEntry(batch: EntryBatch, key: string, slot: number, now: number): boolean {
     const t = this.local.table;
     const e = this.plain;
-    if (t.isPlainAt(slot)) {
+    if (t.isPlainOrSynproxyAt(slot, e.synproxy)) {
       e.tupleLen = keyTupleBytes(key, e.tuple, 0, e);
       if (e.tupleLen > 0) {
         e.zone = e.ctZone;

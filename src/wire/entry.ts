@@ -352,6 +352,8 @@ export interface PlainEntry {
   tcp: Int16Array;
   tcpState: number;
   replyZone: number;
+  /** Synproxy isn, its, tsoff in [0..2]; [3] = 1 when the flow has one (see FlowTable.isPlainOrSynproxyAt). */
+  synproxy: Uint32Array;
 }
 
 function varintLen(v: number): number {
@@ -408,7 +410,7 @@ export class EntryBatch {
   }
 
   /**
-   * Adds the entry of a flow made only of key, status, timeout, mark, TCP protoinfo and an inverse reply tuple,
+   * Adds the entry of a flow made only of key, status, timeout, mark, TCP protoinfo, synproxy and an inverse reply tuple,
    * as flowToEntry would encode it. False (nothing written) when its TCP fields need tcp_ext: use addFlow then.
    */
   addPlain(e: PlainEntry): boolean {
@@ -420,7 +422,7 @@ export class EntryBatch {
       tcp = t[0]! | ((t[1]! + 1) << 4) | ((t[2]! + 1) << 8) | ((t[3]! + 1) << 12) | ((t[4]! + 1) << 19);
     }
     // fields in protobufjs's order (by number): orig 1, zone 3, orig_zone 4, status 6, timeout 7, mark 8, tcp 9,
-    // reply_zone 12; family (5) is implied by the address length and the reply tuple (10/11) is the inverse
+    // reply_zone 12, synproxy 24; family (5) is implied by the address length and the reply tuple (10/11) is the inverse
     let size = 2 + e.tupleLen;
     if (e.zone >= 0) size += 1 + varintLen(e.zone);
     if (e.origZone >= 0) size += 1 + varintLen(e.origZone);
@@ -429,6 +431,10 @@ export class EntryBatch {
     if (e.mark !== 0) size += 1 + varintLen(e.mark);
     if (tcp >= 0) size += 1 + varintLen(tcp);
     if (e.replyZone >= 0) size += 1 + varintLen(e.replyZone);
+    const sp = e.synproxy;
+    // Synproxy: all three fields, zeros included (flowToEntry sets each property, so protobufjs writes them)
+    const spLen = sp[3] ? 3 + varintLen(sp[0]!) + varintLen(sp[1]!) + varintLen(sp[2]!) : 0;
+    if (spLen) size += 3 + spLen; // two-byte tag of field 24, one-byte length (at most 18)
     this.ensure(6 + size);
     const b = this.buf;
     b[this.len++] = 0x0a;
@@ -444,6 +450,14 @@ export class EntryBatch {
     if (e.mark !== 0) (b[this.len++] = 0x40), this.varint(e.mark);
     if (tcp >= 0) (b[this.len++] = 0x48), this.varint(tcp);
     if (e.replyZone >= 0) (b[this.len++] = 0x60), this.varint(e.replyZone);
+    if (spLen) {
+      b[this.len++] = 0xc2; // synproxy = 24, length-delimited
+      b[this.len++] = 0x01;
+      b[this.len++] = spLen;
+      (b[this.len++] = 0x08), this.varint(sp[0]!);
+      (b[this.len++] = 0x10), this.varint(sp[1]!);
+      (b[this.len++] = 0x18), this.varint(sp[2]!);
+    }
     this.count++;
     return true;
   }

@@ -105,6 +105,9 @@ describe('pre-encoded upsert frames', () => {
       flows.push({ family: 10, orig: { src: '2001:db8::1', dst: '::ffff:192.0.2.1', proto: 17, sport: 53, dport: 5353, zone: 9 },
         reply: { src: '::ffff:192.0.2.1', dst: '2001:db8::1', proto: 17, sport: 5353, dport: 53, zone: 300 }, timeout: 30 });
       flows.push({ family: 2, orig: { src: '192.0.2.1', dst: '192.0.2.2', proto: 47 }, reply: { src: '192.0.2.2', dst: '192.0.2.1', proto: 47 } });
+      // entries created through ctnetlink carry an all-zero synproxy; SYNPROXY'd ones carry real values
+      flows.push(tcpFlow(100, { synproxy: { isn: 0, its: 0, tsoff: 0 } }));
+      flows.push(tcpFlow(101, { synproxy: { isn: 0xffffffff, its: 0x80, tsoff: 1 } }));
       const keys = flows.map((f) => {
         local.applyEvent({ kind: 'new', flow: f, origin: 'kernel', portId: 0 });
         engine.changed(flowKey(f));
