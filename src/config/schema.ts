@@ -77,7 +77,6 @@ export const SCHEMA = {
 
   'commit.liberal': { type: 'bool', default: true, doc: 'Set BE_LIBERAL on committed TCP flows so mid-window packets after takeover are not INVALID. false = strict window tracking with window scale.' },
   'commit.labels': { type: 'bool', default: false, doc: 'Write ct labels on commit; only if the standby ruleset uses `ct label`.' },
-  'commit.warm': { type: 'bool', default: false, doc: 'Warm standby: write peer entries into the kernel continuously so takeover is only a delta.' },
   'ha.purgeAfter': { type: 'duration', default: 15000, doc: 'BACKUP/FAULT: purge stale committed kernel entries after this long (ms), unless a commit comes first.' },
   'ha.trackFile': { type: 'string', default: '/run/ctsync/track', doc: 'keepalived track_file: 0 when this node is in sync, non-zero when it must not become master.' },
   'ha.maxLinkDown': { type: 'duration', default: 30000, doc: 'After the peer link has been down this long (ms) the node reports itself not in sync.' },
