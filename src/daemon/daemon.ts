@@ -55,51 +55,9 @@ export class Daemon {
       firstVersion: Date.now() * 1000,
       minAgeMs: cfg.sync.minAge,
     });
-    const [host, port] = [hostOf(cfg.listen), Number(cfg.listen.replace(/^.*:/, ''))];
     // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
-    let macKey: MacKey | undefined;
-    if (cfg.transport === 'redis' && cfg.security.mode !== 'insecure') macKey = createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile'));
-    this.transport =
-      transport ??
-      (cfg.transport === 'redis'
-        ? new RedisTransport(
-            {
-              nodeId: cfg.nodeId,
-              clusterId: cfg.clusterId,
-              peers: cfg.redis.peers.length ? [...cfg.redis.peers] : cfg.peers.map((p) => p.id),
-              redis: {
-                mode: cfg.redis.mode,
-                addresses: [...cfg.redis.addresses],
-                db: cfg.redis.db,
-                ...(cfg.redis.name ? { name: cfg.redis.name } : {}),
-                ...(cfg.redis.username ? { username: cfg.redis.username } : {}),
-                ...(cfg.redis.passwordFile ? { passwordFile: cfg.redis.passwordFile } : {}),
-                ...(cfg.redis.tls ? { tls: { caFile: cfg.redis.tls.ca, certFile: cfg.redis.tls.cert, keyFile: cfg.redis.tls.key, servername: cfg.redis.tls.servername } } : {}),
-              },
-              maxLen: cfg.redis.maxLen,
-              maxBufferBytes: cfg.redis.maxBuffer,
-              heartbeatMs: cfg.link.heartbeat,
-              deadAfterMs: cfg.link.deadAfter,
-              logger: log.child({ c: 'redis' }),
-            },
-            { ...(macKey ? { macKey } : {}) },
-          )
-        : undefined) ??
-      new TcpTransport({
-        nodeId: cfg.nodeId,
-        clusterId: cfg.clusterId,
-        listen: { host, port },
-        peers: cfg.peers.map((p) => ({ nodeId: p.id, addresses: p.addresses })),
-        ...(cfg.security.mode === 'insecure'
-          ? { insecure: true }
-          : cfg.security.mode === 'psk'
-            ? { tls: { pskFile: cfg.security.keyFile } }
-            : { tls: { caFile: cfg.security.ca, certFile: cfg.security.cert, keyFile: cfg.security.key } }),
-        heartbeatMs: cfg.link.heartbeat,
-        deadAfterMs: cfg.link.deadAfter,
-        maxFrameBytes: cfg.link.maxFrame,
-        logger: log.child({ c: 'link' }),
-      });
+    const macKey = cfg.transport === 'redis' && cfg.security.mode !== 'insecure' ? createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile')) : undefined;
+    this.transport = transport ?? buildTransport(cfg, log, macKey);
     this.engine = new SyncEngine(
       {
         nodeId: cfg.nodeId,
@@ -288,4 +246,45 @@ export class Daemon {
         return { flushed: 'local', entries: this.mirror.local.size };
       });
   }
+}
+
+/** The peer transport the config asks for: the TLS peer link (default) or Redis Streams. */
+function buildTransport(cfg: Readonly<Config>, log: Logger, macKey: MacKey | undefined): Transport {
+  if (cfg.transport === 'redis') {
+    const r = cfg.redis;
+    return new RedisTransport(
+      {
+        nodeId: cfg.nodeId,
+        clusterId: cfg.clusterId,
+        peers: r.peers.length ? [...r.peers] : cfg.peers.map((p) => p.id),
+        redis: {
+          mode: r.mode,
+          addresses: [...r.addresses],
+          db: r.db,
+          ...(r.name ? { name: r.name } : {}),
+          ...(r.username ? { username: r.username } : {}),
+          ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
+          ...(r.tls ? { tls: { caFile: r.tls.ca, certFile: r.tls.cert, keyFile: r.tls.key, servername: r.tls.servername } } : {}),
+        },
+        maxLen: r.maxLen,
+        maxBufferBytes: r.maxBuffer,
+        heartbeatMs: cfg.link.heartbeat,
+        deadAfterMs: cfg.link.deadAfter,
+        logger: log.child({ c: 'redis' }),
+      },
+      macKey ? { macKey } : {},
+    );
+  }
+  const s = cfg.security;
+  return new TcpTransport({
+    nodeId: cfg.nodeId,
+    clusterId: cfg.clusterId,
+    listen: { host: hostOf(cfg.listen), port: Number(cfg.listen.replace(/^.*:/, '')) },
+    peers: cfg.peers.map((p) => ({ nodeId: p.id, addresses: p.addresses })),
+    ...(s.mode === 'insecure' ? { insecure: true } : s.mode === 'psk' ? { tls: { pskFile: s.keyFile } } : { tls: { caFile: s.ca, certFile: s.cert, keyFile: s.key } }),
+    heartbeatMs: cfg.link.heartbeat,
+    deadAfterMs: cfg.link.deadAfter,
+    maxFrameBytes: cfg.link.maxFrame,
+    logger: log.child({ c: 'link' }),
+  });
 }
