@@ -51,7 +51,6 @@ export class KernelMirror {
   private running?: Promise<void>;
   private again?: string;
   private holds = 0;
-  private heldReason?: string;
   private readonly filter: (f: Flow) => boolean;
   /** Flows younger than minAgeMs: key → first seen and latest state. */
   private readonly young = new Map<string, { seen: number; flow: Flow }>();
@@ -128,10 +127,8 @@ export class KernelMirror {
    */
   resync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
     if (this.closed) return Promise.resolve();
-    if (this.holds && reason === 'overrun') {
-      this.heldReason = reason;
-      return Promise.resolve();
-    }
+    // while events are paused the release runs one resync anyway
+    if (this.holds && reason === 'overrun') return Promise.resolve();
     if (this.running) {
       this.again = reason;
       return this.running;
@@ -159,7 +156,6 @@ export class KernelMirror {
       released = true;
       if (--this.holds > 0) return;
       this.events.resume();
-      this.heldReason = undefined;
       await this.resync('after own writes');
     };
   }

@@ -10,7 +10,7 @@ import { PeerTable } from '../state/peer-table.js';
 import { diffDigests } from '../state/table.js';
 import type { LinkState, PeerInfo, Transport } from '../transport/types.js';
 import { decodeFrame, encodeFrame, encodeUpsertFrame, type MacKey } from '../wire/envelope.js';
-import { EntryBatch, entryToFlow, keyFromWire, keyToWire, refreshFromWire, refreshToWire, flowKeyOf, type FlowKey, type PlainEntry } from '../wire/entry.js';
+import { EntryBatch, entryToFlow, keyFromWire, keyToWire, refreshFromWire, refreshToWire, type FlowKey, type PlainEntry } from '../wire/entry.js';
 import type { pb } from '../wire/proto.js';
 import type { DropReason } from '../wire/errors.js';
 
@@ -139,8 +139,6 @@ export class SyncEngine {
   private stopped = false;
   private readonly perFrame: number;
   private readonly resumeFrames: number;
-  /** A flow the sender re-created on its tuple needs replacing, not merging: the receiver is told per entry. */
-  private lastFlushVersion: number;
   private readonly durable?: Transport & DurableReplay;
   /** Send-path scratch, reused by every frame (single-threaded; sendKeys never re-enters itself). */
   private readonly batch = new EntryBatch();
@@ -158,7 +156,6 @@ export class SyncEngine {
   ) {
     this.perFrame = opts.entriesPerFrame ?? 1000;
     this.resumeFrames = opts.resumeFrames ?? 8192;
-    this.lastFlushVersion = local.version;
     transport.onFrame = (frame, from) => this.receive(frame, from);
     transport.onLink = (peer, state, reason) => this.onLink(peer, state, reason);
     this.durable = durableOf(transport);
@@ -211,7 +208,6 @@ export class SyncEngine {
     // taken whole: sendKeys consults it only for keys still in the table, so gone ones need no filtering
     const reborn = this.reborn;
     this.reborn = new Set();
-    this.lastFlushVersion = this.local.version;
     this.sendKeys(keys, { reborn });
   }
 
@@ -794,4 +790,3 @@ function keyFlow(k: FlowKey): Flow {
   return { family: k.family, orig: k.orig, reply, ...(k.zone !== undefined ? { zone: k.zone } : {}) };
 }
 
-export { flowKeyOf };
