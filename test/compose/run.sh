@@ -123,14 +123,14 @@ else FAIL+=("client could not reach the server through fw1: $out"); fi
 if dexec server ctsd-traffic tcp-once --host 10.231.1.10 --port 7000 --connect-timeout 1 >/dev/null 2>&1; then
   FAIL+=("the server opened a connection to the client: forward policy is not strict")
 else log "server -> client new TCP: dropped, as it should be"; fi
-# Nothing leaves the lab: the host's own gateway (an address outside the lab) must be unreachable from
-# the client (its default route is the VIP; the firewalls have no route off the lab networks).
+# Nothing leaves the lab: no firewall has a route to an address outside it (checked in the routing tables, so
+# nothing is ever sent there), e.g. the host's own gateway; the client's only way out is through them.
 host_gw="$(ip -4 route show default | awk '{ print $3; exit }')"
 if [ -n "$host_gw" ]; then
-  if dexec client ctsd-traffic tcp-once --host "$host_gw" --port 53 --connect-timeout 1 >/dev/null 2>&1 \
-     || dexec client ping -c1 -W1 "$host_gw" >/dev/null 2>&1; then
-    FAIL+=("the client reached $host_gw, an address outside the lab")
-  else log "client -> $host_gw (host's gateway, outside the lab): unreachable, as it should be"; fi
+  for fw in fw1 fw2; do
+    if dexec "$fw" ip route get "$host_gw" >/dev/null 2>&1; then FAIL+=("$fw has a route to $host_gw, an address outside the lab")
+    else log "$fw: no route to $host_gw (the host's gateway, outside the lab), as it should be"; fi
+  done
 fi
 step_done reach
 
@@ -139,8 +139,14 @@ STREAM="$STATE/stream.log"
 "$DOCKER_BIN" exec "${CID[client]}" ctsd-traffic tcp-stream --host 10.231.2.10 --port 7000 --interval 0.05 \
   >"$STREAM" 2>&1 &
 STREAM_PID=$!
+# and a server-to-client UDP stream: the client sends one datagram (the flow is created from the inside), then
+# the server sends one every 100 ms
+USTREAM="$STATE/udp.log"
+"$DOCKER_BIN" exec "${CID[client]}" ctsd-traffic udp-stream-client --host 10.231.2.10 --port 7001 >"$USTREAM" 2>&1 &
+USTREAM_PID=$!
 sleep 2
 before="$(grep -c '^echo ' "$STREAM" || true)"
+ubefore="$(grep -c '^recv ' "$USTREAM" || true)"
 log "stream running: $before lines echoed"
 t_kill=$(date +%s.%N)
 "$DOCKER_BIN" kill -s KILL "${CID[fw1]}" >/dev/null
@@ -156,10 +162,24 @@ else FAIL+=("fw2 did not take over both VIPs within 15 s"); fi
 # Give TCP's retransmission time to cross the takeover, then see whether echoes still flow.
 sleep 4
 mid="$(grep -c '^echo ' "$STREAM" || true)"
+umid="$(grep -c '^recv ' "$USTREAM" || true)"
 sleep 3
 end="$(grep -c '^echo ' "$STREAM" || true)"
-kill "$STREAM_PID" 2>/dev/null || true; wait "$STREAM_PID" 2>/dev/null || true
+uend="$(grep -c '^recv ' "$USTREAM" || true)"
+kill "$STREAM_PID" "$USTREAM_PID" 2>/dev/null || true; wait "$STREAM_PID" "$USTREAM_PID" 2>/dev/null || true
 dexec client pkill -f 'ctsd-traffic tcp-stream' 2>/dev/null || true
+dexec client pkill -f 'ctsd-traffic udp-stream-client' 2>/dev/null || true
+# Largest gap between datagrams after the kill (the tool prints "recv SEQ GAP_MS").
+ugap_ms="$(awk -v n="$ubefore" '/^recv / { c++; if (c > n && $3 > g) g = $3 } END { print g + 0 }' "$USTREAM")"
+ulast="$(awk '/^recv / { c++; last = c } END { print last + 0 }' "$USTREAM")"
+if [ "$((uend - umid))" -ge 15 ]; then
+  ustream="survived ($ulast datagrams, largest gap ${ugap_ms} ms)"
+  usurvived=1
+else
+  ustream="died ($((uend - umid)) datagrams in the last 3 s)"
+  usurvived=0
+fi
+log "UDP stream through the failover: $ustream"
 # Largest gap between echoes after the kill (the tool prints "echo SEQ GAP_MS").
 gap_ms="$(awk -v n="$before" '/^echo / { c++; if (c > n && $3 > g) g = $3 } END { print g + 0 }' "$STREAM")"
 if [ "$((end - mid))" -ge 20 ] && ! grep -qE '^(closed|error)' "$STREAM"; then
@@ -180,13 +200,14 @@ step_done after-failover
 
 if [ "$CTSYNC_DAEMON" = 1 ]; then
   [ "$survived" = 1 ] || FAIL+=("the TCP stream died although ctsync runs")
+  [ "$usurvived" = 1 ] || FAIL+=("the UDP stream died although ctsync runs")
 else
   log "ctsync not running (CTSYNC_DAEMON=0): the stream's fate is the control case, not part of the verdict"
 fi
 
 echo
 if [ ${#FAIL[@]} -eq 0 ]; then
-  echo "VERDICT: PASS compose failover: VIP moved to fw2 in $(printf '%.1f' "${took:-0}") s; TCP stream $stream; ctsync=$CTSYNC_DAEMON"
+  echo "VERDICT: PASS compose failover: VIP moved to fw2 in $(printf '%.1f' "${took:-0}") s; TCP stream $stream; UDP stream $ustream; ctsync=$CTSYNC_DAEMON"
 else
   echo "VERDICT: FAIL compose failover: ${FAIL[*]}"
   compose logs --no-color --tail 40 2>&1 | sed 's/^/   /' || true
