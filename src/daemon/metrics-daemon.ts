@@ -20,6 +20,13 @@ export function collectMetrics(s: DaemonStats): Metric[] {
     g('sync_entries_received_total', 'Flow entries received from peers', [[{}, s.sync.entriesIn]], 'counter'),
     g('sync_bulks_total', 'Full bulk transfers sent', [[{}, s.sync.bulks]], 'counter'),
     g('sync_divergent_buckets_total', 'Digest buckets found different and repaired', [[{}, s.sync.divergentBuckets]], 'counter'),
+    ...(s.transport.redis
+      ? [
+          g('redis_up', '1 while Redis answers (transport: redis)', [[{}, s.transport.redis.status === 'ready' ? 1 : 0]]),
+          g('redis_buffered_frames', 'Frames waiting for Redis during an outage', [[{}, Number(s.transport.redis.queuedFrames ?? 0)]]),
+          g('redis_outages_total', 'Redis outages seen', [[{}, Number(s.transport.redis.outages ?? 0)]], 'counter'),
+        ]
+      : []),
     g('drops_total', 'Frames, connections or messages dropped, by reason', Object.entries(s.drops).map(([k, v]) => [{ reason: k }, v]), 'counter'),
   ];
 }

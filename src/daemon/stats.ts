@@ -15,6 +15,8 @@ export interface DaemonStats {
   drops: Record<string, number>;
   control: { requests: number; bad: number };
   ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown };
+  /** The peer transport: its kind, and for Redis its own state (status, outage buffer, resyncs, gaps). */
+  transport: { kind: string; redis?: Record<string, unknown> };
 }
 
 export function buildStats(d: Daemon): DaemonStats {
@@ -52,6 +54,7 @@ export function buildStats(d: Daemon): DaemonStats {
     sync: { framesOut: sc.framesOut, framesIn: sc.framesIn, entriesOut: sc.entriesOut, entriesIn: sc.entriesIn, deletesOut: sc.deletesOut, refreshesOut: sc.refreshesOut, bulks: sc.bulks, resumes: sc.resumes, digests: sc.digests, divergentBuckets: sc.divergentBuckets, lastSeq: d.engine.lastSeq },
     drops,
     control: { ...d.control.stats },
+    transport: { kind: t.kind, ...('redis' in t ? { redis: (t as { redis: Record<string, unknown> }).redis } : {}) },
     ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, stale: d.stale, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null },
   };
 }

@@ -9,7 +9,7 @@ import { Lab, type LabProcess } from '../../src/lab/netns.js';
 import { request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { listFlows } from '../helpers/conntrack-cli.js';
-import { CTSYNC_BIN, cannotRun } from '../helpers/env.js';
+import { CTSYNC_BIN, cannotRun, runCtsync } from '../helpers/env.js';
 import { RedisServer, redisMissing } from '../../src/lab/redis-server.js';
 
 const PREFIX = 'ctsr5-';
@@ -170,5 +170,10 @@ describe.skipIf(reason !== undefined)('three daemons through redis, the master m
     const s = (await request(fw1.sock, 'stats')) as DaemonStats;
     expect(s.peers.filter((p) => p.configured).every((p) => p.link === 'up')).toBe(true);
     expect(s.drops.bad_auth ?? 0).toBe(0);
+    // ctsync stats shows the Redis transport's own state
+    expect(s.transport.kind).toBe('redis');
+    expect(s.transport.redis).toMatchObject({ status: 'ready', needsResync: false });
+    const text = await runCtsync(['stats', '--socket', fw1.sock]);
+    expect(text.stdout).toMatch(/^ {2}redis {4}ready; 0 frames buffered; outages \d+; resyncs \d+$/m);
   }, 120_000);
 });
