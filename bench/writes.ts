@@ -17,7 +17,8 @@ import path from 'node:path';
 import { Lab } from '../src/lab/netns.js';
 import { Conntrack } from '../src/kernel/conntrack.js';
 import { conntrackLine } from './lib/flows.js';
-import { startConntrackdPair, waitFor } from './lib/conntrackd.js';
+import { conntrackdPair } from './ref/conntrackd.js';
+import { waitFor } from './lib/proc.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
 import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
@@ -102,22 +103,29 @@ async function main(): Promise<void> {
         record(await conntrackR(lab, ns, size, file), await count(ns));
       }
       if (CONNTRACKD) {
-        const pair = await startConntrackdPair();
-        const pcount = (ns: string) => conntrackCount(async (f) => (await pair.lab.exec(ns, ['cat', f])).stdout);
+        // the same conntrackd pair as the sync reference (bench/ref/conntrackd.ts), in a lab of its own
+        const pairLab = new Lab({ prefix: 'ctsb-' });
         try {
-          await pair.lab.exec(pair.active, ['conntrack', '-R', file], { timeoutMs: 600_000 });
-          await pair.standbyCtl(['-n']); // ask the active for everything it has
-          await waitFor(async () => (await pair.externalCount()) >= size, 300_000, `standby external cache of ${size}`);
-          for (let rep = 0; rep < REPS; rep++) {
-            await flush(pair.standby);
-            const t0 = performance.now();
-            await pair.standbyCtl(['-c']);
-            const ms = performance.now() - t0;
-            const inTable = await pcount(pair.standby);
-            record({ tool: 'conntrackd -c (FTFW standby)', size, ms, rate: inTable / (ms / 1000) }, inTable);
+          const pair = await conntrackdPair(pairLab, { capacity: size });
+          const [act, sby] = [pair.active.ns, pair.standby.ns];
+          const pcount = (ns: string) => conntrackCount(async (f) => (await pairLab.exec(ns, ['cat', f])).stdout);
+          try {
+            await pairLab.exec(act, ['conntrack', '-R', file], { timeoutMs: 600_000 });
+            await pair.cli('standby', ['-n']); // ask the active for everything it has
+            await waitFor(async () => (await pair.statsExternal()) >= size, 300_000, `standby external cache of ${size}`);
+            for (let rep = 0; rep < REPS; rep++) {
+              await flush(sby);
+              const t0 = performance.now();
+              await pair.cli('standby', ['-c']);
+              const ms = performance.now() - t0;
+              const inTable = await pcount(sby);
+              record({ tool: 'conntrackd -c (FTFW standby)', size, ms, rate: inTable / (ms / 1000) }, inTable);
+            }
+          } finally {
+            await pair.stop();
           }
         } finally {
-          await pair.stop();
+          await pairLab.teardown();
         }
       }
       rmSync(file, { force: true });
