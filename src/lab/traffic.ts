@@ -109,20 +109,11 @@ export async function tcpStream(lab: Lab, e: Endpoints & { intervalMs?: number }
   return {
     stats,
     waitForEchoes(n, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          if (stats.echoed >= n) done(resolve);
-          else if (stats.closed) done(() => reject(new LabError(`tcp stream ended after ${stats.echoed} echoes: ${client.stderrTail.join(' | ')}`)));
-        };
-        const timer = setTimeout(() => done(() => reject(new LabError(`only ${stats.echoed}/${n} echoes within ${timeoutMs} ms`))), timeoutMs);
-        const done = (f: () => void): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          f();
-        };
-        waiters.add(check);
-        check();
-      });
+      return waitUntil(waiters, timeoutMs, () => {
+        if (stats.echoed >= n) return true;
+        if (stats.closed) throw new LabError(`tcp stream ended after ${stats.echoed} echoes: ${client.stderrTail.join(' | ')}`);
+        return false;
+      }, () => `only ${stats.echoed}/${n} echoes within ${timeoutMs} ms`);
     },
     async stop() {
       await client.stop();
@@ -295,24 +286,40 @@ export async function udpStream(lab: Lab, e: Endpoints & { intervalMs?: number }
   return {
     stats,
     waitForDatagrams(n, timeoutMs = 10_000) {
-      return new Promise((resolve, reject) => {
-        const check = (): void => {
-          if (stats.received >= n) done(resolve);
-          else if (ended) done(() => reject(new LabError(`udp stream client ended after ${stats.received} datagrams: ${client.stderrTail.join(' | ')}`)));
-        };
-        const timer = setTimeout(() => done(() => reject(new LabError(`only ${stats.received}/${n} datagrams within ${timeoutMs} ms`))), timeoutMs);
-        const done = (f: () => void): void => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          f();
-        };
-        waiters.add(check);
-        check();
-      });
+      return waitUntil(waiters, timeoutMs, () => {
+        if (stats.received >= n) return true;
+        if (ended) throw new LabError(`udp stream client ended after ${stats.received} datagrams: ${client.stderrTail.join(' | ')}`);
+        return false;
+      }, () => `only ${stats.received}/${n} datagrams within ${timeoutMs} ms`);
     },
     async stop() {
       await client.stop();
       await server.stop();
     },
   };
+}
+
+/**
+ * Resolves once `ready()` is true, re-checked whenever a waiter in `waiters` is called (each output line of a
+ * stream); rejects when `ready()` throws, or with `timeout()`'s message after `timeoutMs`.
+ */
+function waitUntil(waiters: Set<() => void>, timeoutMs: number, ready: () => boolean, timeout: () => string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: unknown): void => {
+      clearTimeout(timer);
+      waiters.delete(check);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = (): void => {
+      try {
+        if (ready()) done();
+      } catch (err) {
+        done(err);
+      }
+    };
+    const timer = setTimeout(() => done(new LabError(timeout())), timeoutMs);
+    waiters.add(check);
+    check();
+  });
 }
