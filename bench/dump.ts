@@ -61,7 +61,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await lab.teardown();
-    restoreMax();
+    restoreMax.restore();
   }
   const rows: { tool: string; rate: Summary; ms: Summary; peakMiB: Summary; maxRssMiB: Summary; complete: boolean }[] = [];
   for (const tool of ['ctsync Conntrack.dump()', 'conntrack -L']) {

@@ -21,7 +21,7 @@ import { conntrackdPair } from './ref/conntrackd.js';
 import { waitFor } from './lib/proc.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
-import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
+import { conntrackCount, raiseConntrackBuckets, raiseConntrackMax } from './lib/sysctl.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string): string | undefined => {
@@ -84,6 +84,7 @@ async function main(): Promise<void> {
   const biggest = Math.max(...SIZES);
   // two full tables at once in the conntrackd runs (active + standby), plus headroom; the limit is per namespace
   const restoreMax = raiseConntrackMax(Math.max(262144, Math.ceil(biggest * 1.1)));
+  const restoreBuckets = raiseConntrackBuckets(Math.max(262144, biggest));
   const dir = mkdtempSync(path.join(tmpdir(), 'ctsb-writes-'));
   const lab = new Lab({ prefix: 'ctsb-' });
   const runs: Run[] = [];
@@ -133,7 +134,8 @@ async function main(): Promise<void> {
   } finally {
     await lab.teardown();
     rmSync(dir, { recursive: true, force: true });
-    restoreMax();
+    restoreMax.restore();
+    restoreBuckets.restore();
   }
 
   const rows: { tool: string; size: number; rate: Summary; ms: Summary; complete: boolean }[] = [];

@@ -7,7 +7,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-packages=(conntrack conntrackd nftables iproute2 iptables keepalived redis-server socat python3 g++ make procps)
+packages=(conntrack conntrackd nftables iproute2 iptables keepalived redis-server openssl socat python3 g++ make procps)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -60,7 +60,7 @@ export const SCHEMA = {
   'redis.mode': { type: 'string', default: 'single', doc: 'single (one server), sentinel (ask redis.addresses, the sentinels, for redis.name\'s master) or cluster (redis.addresses are seed nodes; a node\'s keys share one hash tag, so one slot).', check: oneOf('single', 'sentinel', 'cluster') },
   'redis.addresses': { type: 'string[]', default: ['127.0.0.1:6379'], doc: 'HOST:PORT of the server, of the sentinels, or of cluster seed nodes.' },
   'redis.name': { type: 'string', doc: 'sentinel mode: name of the monitored master.' },
-  'redis.username': { type: 'string', doc: 'ACL user. Grant it only the cluster\'s keys: `~{ctsync:CLUSTER:* +@read +@write +@stream +@hash +@transaction +@connection -@dangerous`.' },
+  'redis.username': { type: 'string', doc: 'ACL user. Grant it only the cluster\'s keys: `~{ctsync:CLUSTER:* +@read +@write +@stream +@hash +@transaction +@connection -@dangerous +info +cluster|slots +cluster|info` (INFO: the client\'s ready check; CLUSTER SLOTS / INFO: cluster mode).' },
   'redis.passwordFile': { type: 'string', doc: 'File holding the ACL password (kept out of the config).' },
   'redis.db': { type: 'int', default: 0, doc: 'Database number (single and sentinel; a Cluster has only 0).' },
   'redis.tls.ca': { type: 'string', doc: 'Use TLS to Redis (and sentinels), verifying the server with this CA bundle.' },

@@ -18,7 +18,7 @@ import { buildStats, type DaemonStats } from './stats.js';
 import { listDocument } from '../kernel/flow-file.js';
 import type { Flow } from '../kernel/types.js';
 import { HaMachine } from '../ha/machine.js';
-import { readiness, writeTrackFile } from '../ha/readiness.js';
+import { peerReadiness, readiness, syncPeerIds, writeTrackFile } from '../ha/readiness.js';
 import type { Transition } from '../ha/notify.js';
 import { commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
 import { DEFAULT_WRITE_POLICY } from '../kernel/write-rules.js';
@@ -81,8 +81,9 @@ export class Daemon {
       {
         commit: (progress) => this.commit(progress),
         takeOver: async () => {
-          // the committed flows are ours now (the commit's closing resync picked them up): send our whole table out
-          void this.engine.bulk();
+          // the committed flows are ours now: once the commit's closing resync has picked them up, send our whole
+          // table out (not awaited: the transition's result is the commit's)
+          void this.mirror.settled().then(() => this.engine.bulk());
         },
         requestResync: () => this.engine.requestResync(),
         schedulePurge: () => this.schedulePurge(),
@@ -102,14 +103,15 @@ export class Daemon {
   async commit(progress?: (done: number, total: number) => void): Promise<CommitReport> {
     const labels = this.cfg.commit.labels && (await rulesetUsesLabels(this.cfg.kernel.netns));
     if (this.cfg.commit.labels && !labels) this.log.warn('commit.labels is on but the ruleset does not use ct label: labels are not written (the kernel would refuse them)');
-    // no events while we write: the kernel skips building them; one dump-and-diff afterwards picks up both our
-    // committed flows and whatever traffic created meanwhile
+    // No events while we write: the kernel skips building them. One dump-and-diff afterwards picks up both our
+    // committed flows and whatever traffic created meanwhile. The commit is done (and answered) once the kernel
+    // holds every entry; that resync runs on in the background (stats: kernel.resyncs), and takeOver waits for it.
     const release = this.mirror.pauseEvents();
     let report: CommitReport;
     try {
-      report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress);
+      report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress, this.cfg.kernel.netns);
     } finally {
-      await release();
+      release().catch(() => {}); // a failed dump is logged and counted by the mirror, and retried by the next refresh
     }
     this.log.info({ commit: report }, `committed ${report.entries} peer entries in ${report.durationMs} ms`);
     return report;
@@ -134,11 +136,8 @@ export class Daemon {
 
   /** Feed readiness back into VRRP through the track file, on every change. */
   private updateReadiness(): void {
-    const peers = this.engine.status().filter((p) => this.cfg.peers.some((c) => c.id === p.nodeId));
-    for (const c of this.cfg.peers) if (!peers.some((p) => p.nodeId === c.id)) peers.push({ nodeId: c.id, link: 'connecting', haveCopy: false, since: this.startedAt } as (typeof peers)[number]);
-    const now = systemClock.now();
     const r = readiness(
-      peers.map((p) => ({ nodeId: p.nodeId, link: p.link, haveCopy: p.haveCopy, downForMs: p.link === 'up' ? 0 : now - p.since })),
+      peerReadiness(this.engine.status(), syncPeerIds(this.cfg), this.startedAt, systemClock.now()),
       this.cfg.ha.maxLinkDown,
       this.ha.role === 'master',
       Date.now() - this.startedAt,
@@ -256,7 +255,7 @@ function buildTransport(cfg: Readonly<Config>, log: Logger, macKey: MacKey | und
       {
         nodeId: cfg.nodeId,
         clusterId: cfg.clusterId,
-        peers: r.peers.length ? [...r.peers] : cfg.peers.map((p) => p.id),
+        peers: syncPeerIds(cfg),
         redis: {
           mode: r.mode,
           addresses: [...r.addresses],

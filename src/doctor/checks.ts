@@ -17,6 +17,7 @@ export interface CheckResult {
 export const SYSCTLS = [
   'net.netfilter.nf_conntrack_events',
   'net.netfilter.nf_conntrack_max',
+  'net.netfilter.nf_conntrack_buckets',
   'net.netfilter.nf_conntrack_count',
   'net.netfilter.nf_conntrack_tcp_loose',
   'net.netfilter.nf_conntrack_timestamp',
@@ -151,6 +152,23 @@ export function checkTableSize(t: TableFacts): CheckResult {
   if (expected > t.max) return { ...base, status: 'fail', detail: `${how} > nf_conntrack_max ${t.max}: a commit would fail, new flows are dropped`, remedy: fix };
   if (expected > t.max * 0.75) return { ...base, status: 'warn', detail: `${how}: over 75% of nf_conntrack_max ${t.max}; at takeover both nodes' flows must fit`, remedy: fix };
   return { ...base, status: 'ok', detail: `${how}; nf_conntrack_max ${t.max}` };
+}
+
+/**
+ * The conntrack hash: with fewer buckets than entries every insert and lookup walks a chain, which is what makes a
+ * big commit slow (a 1M write here: 5.6 s at 262144 buckets, 3.9 s at 1048576). One hash serves every namespace.
+ */
+export function checkHashSize(t: TableFacts & { buckets?: number }): CheckResult {
+  const base = { id: 'conntrack-buckets', title: 'conntrack hash size' };
+  if (t.buckets === undefined || t.max === undefined) return { ...base, status: 'warn', detail: 'nf_conntrack_buckets cannot be read', remedy: 'modprobe nf_conntrack' };
+  const want = Math.max(t.max, (t.daemonLocal ?? 0) + (t.daemonPeer ?? 0));
+  if (t.buckets >= want) return { ...base, status: 'ok', detail: `${t.buckets} buckets for up to ${want} entries` };
+  return {
+    ...base,
+    status: 'warn',
+    detail: `${t.buckets} buckets for up to ${want} entries (nf_conntrack_max): inserts walk chains, a large commit is slower`,
+    remedy: `sysctl -w net.netfilter.nf_conntrack_buckets=${want} in the host namespace (one hash serves them all; read-only elsewhere), and keep it in /etc/sysctl.d/90-ctsync.conf`,
+  };
 }
 
 export interface ConfigFacts {

@@ -20,6 +20,7 @@ import {
   checkNetns,
   checkRmemMax,
   checkTableSize,
+  checkHashSize,
   checkTcpLoose,
   checkTimestamp,
   summarize,
@@ -166,14 +167,13 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
 
   const daemon = await daemonFacts(socket);
   const int = (v: string | null | undefined) => (v && /^\d+$/.test(v) ? Number(v) : undefined);
-  checks.push(
-    checkTableSize({
-      max: int(sysctls['net.netfilter.nf_conntrack_max']),
-      count: int(sysctls['net.netfilter.nf_conntrack_count']),
-      daemonLocal: daemon.local,
-      daemonPeer: daemon.peer,
-    }),
-  );
+  const table = {
+    max: int(sysctls['net.netfilter.nf_conntrack_max']),
+    count: int(sysctls['net.netfilter.nf_conntrack_count']),
+    daemonLocal: daemon.local,
+    daemonPeer: daemon.peer,
+  };
+  checks.push(checkTableSize(table), checkHashSize({ ...table, buckets: int(sysctls['net.netfilter.nf_conntrack_buckets']) }));
   checks.push(checkKey(keyFacts(cfg)));
 
   const dir = dirname(socket);

@@ -1,6 +1,7 @@
 // Readiness fed back into VRRP through keepalived's track_file: 0 when this node may win an election, else 100.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import type { Config } from '../config/load.js';
 import type { PeerStatus } from '../sync/engine.js';
 
 /** Value written while not ready: with `weight -1` it lowers the priority by 100, with `weight 0` it means FAULT. */
@@ -22,6 +23,20 @@ export interface Readiness {
   reasons: string[];
   /** Warnings that do not take the node out of VRRP: its copy may be old, but no peer can do better. */
   stale: string[];
+}
+
+/** The nodes this one syncs with, and so waits for: over Redis `redis.peers` when set, else the ids of `peers`. */
+export function syncPeerIds(cfg: Pick<Config, 'transport' | 'peers' | 'redis'>): string[] {
+  return cfg.transport === 'redis' && cfg.redis.peers.length ? [...cfg.redis.peers] : cfg.peers.map((p) => p.id);
+}
+
+/** Each expected peer as the engine sees it; one the engine has not heard of yet is connecting since our start. */
+export function peerReadiness(status: PeerStatus[], expected: string[], startedAt: number, now: number): PeerReadiness[] {
+  return expected.map((nodeId) => {
+    const p = status.find((s) => s.nodeId === nodeId);
+    const link = p?.link ?? 'connecting';
+    return { nodeId, link, haveCopy: p?.haveCopy ?? false, downForMs: link === 'up' ? 0 : now - (p?.since ?? startedAt) };
+  });
 }
 
 /**

@@ -129,8 +129,15 @@ export class Conntrack {
   }
 
   private nextSeq(): number {
-    this.seq = (this.seq + 1) >>> 0 || 1;
-    return this.seq;
+    return this.reserveSeqs(1);
+  }
+
+  /** n consecutive sequence numbers (never 0, never wrapping inside the range); returns the first. */
+  reserveSeqs(n: number): number {
+    if (this.seq + n > 0xffffffff) this.seq = 0;
+    const first = this.seq + 1;
+    this.seq += n;
+    return first;
   }
 
   /** Dump the table; retried when the kernel reports the dump was interrupted by a concurrent change of the hash. */
@@ -224,43 +231,57 @@ export class Conntrack {
     for (let start = 0; start < items.length; start += BATCH) {
       const end = Math.min(items.length, start + BATCH);
       const w = new AttrWriter(256 * (end - start));
-      const seqs: number[] = [];
-      const batchDone = new Promise<void>((resolve) => {
-        for (let i = start; i < end; i++) {
-          const seq = this.nextSeq();
-          seqs.push(seq);
-          const last = i === end - 1;
-          build(w, items[i], seq, last ? NLM_F_ACK : 0);
-          this.pending.set(seq, {
-            onMessage: () => {},
-            onDone: last
-              ? (errno) => {
-                  errnos[i] = errno;
-                  // the barrier: whatever has not failed by now succeeded, unless the replies were lost
-                  for (let k = 0; k < seqs.length - 1; k++) {
-                    if (this.pending.delete(seqs[k])) errnos[start + k] = errno === ENOBUFS ? ENOBUFS : 0;
-                  }
-                  resolve();
-                }
-              : (errno) => (errnos[i] = errno),
-          });
-        }
-      });
-      this.stats.requests += end - start;
-      this.sock.send(w.finish()).catch((err) => {
-        // the whole datagram was refused: every message of it fails with the send error
-        const errno = Math.abs((err as { errno?: number }).errno ?? ENOBUFS);
-        for (const seq of seqs) {
-          const p = this.pending.get(seq);
-          this.pending.delete(seq);
-          p?.onDone(errno);
-        }
-      });
-      inflight.push(batchDone);
+      const seq0 = this.reserveSeqs(end - start);
+      for (let i = start; i < end; i++) build(w, items[i], seq0 + i - start, i === end - 1 ? NLM_F_ACK : 0);
+      inflight.push(this.sendBatch(w.finish(), seq0, end - start, errnos, start));
       if (inflight.length >= WINDOW) await inflight.shift();
     }
     await Promise.all(inflight);
     return errnos;
+  }
+
+  /**
+   * Send datagrams built elsewhere (encodeCreates, in another thread) with the same ack barrier and window:
+   * batch k holds counts[k] messages numbered seq0s[k] onwards, only the last asking for an ack.
+   */
+  async sendEncoded(batches: Buffer[], seq0s: number[], counts: number[]): Promise<number[]> {
+    const total = counts.reduce((a, b) => a + b, 0);
+    const errnos = new Array<number>(total).fill(ENOBUFS);
+    const inflight: Promise<void>[] = [];
+    for (let k = 0, at = 0; k < batches.length; at += counts[k]!, k++) {
+      inflight.push(this.sendBatch(batches[k]!, seq0s[k]!, counts[k]!, errnos, at));
+      if (inflight.length >= WINDOW) await inflight.shift();
+    }
+    await Promise.all(inflight);
+    return errnos;
+  }
+
+  /** One datagram of `count` messages numbered seq0 onwards; their errnos land in errnos[at..]. */
+  private sendBatch(datagram: Buffer, seq0: number, count: number, errnos: number[], at: number): Promise<void> {
+    const last = seq0 + count - 1;
+    const done = new Promise<void>((resolve) => {
+      for (let seq = seq0; seq < last; seq++) this.pending.set(seq, { onMessage: () => {}, onDone: (errno) => (errnos[at + seq - seq0] = errno) });
+      this.pending.set(last, {
+        onMessage: () => {},
+        onDone: (errno) => {
+          errnos[at + count - 1] = errno;
+          // the barrier: whatever has not failed by now succeeded, unless the replies were lost
+          for (let seq = seq0; seq < last; seq++) if (this.pending.delete(seq)) errnos[at + seq - seq0] = errno === ENOBUFS ? ENOBUFS : 0;
+          resolve();
+        },
+      });
+    });
+    this.stats.requests += count;
+    this.sock.send(datagram).catch((err) => {
+      // the whole datagram was refused: every message of it fails with the send error
+      const errno = Math.abs((err as { errno?: number }).errno ?? ENOBUFS);
+      for (let seq = seq0; seq <= last; seq++) {
+        const p = this.pending.get(seq);
+        this.pending.delete(seq);
+        p?.onDone(errno);
+      }
+    });
+    return done;
   }
 
   private msg(w: AttrWriter, type: number, flags: number, seq: number, flow: Flow): void {
@@ -268,11 +289,7 @@ export class Conntrack {
   }
 
   private sendCreates(flows: Flow[], policy: WritePolicy): Promise<number[]> {
-    return this.roundTrip(flows, (w, f, seq, ack) => {
-      this.msg(w, CtMsg.New, NLM_F_CREATE | NLM_F_EXCL | ack, seq, f);
-      encodeFlow(w, prepareCreate(f, policy));
-      w.endMessage();
-    });
+    return this.roundTrip(flows, (w, f, seq, ack) => encodeCreate(w, f, policy, seq, ack));
   }
 
   private sendUpdates(flows: Flow[], policy: WritePolicy): Promise<number[]> {
@@ -364,6 +381,35 @@ export class Conntrack {
     });
     if (errno) throw new KernelError(errno, 'conntrack flush');
   }
+}
+
+/** One create request (CT_NEW, CREATE|EXCL) for f, as the kernel's write rules want it. */
+export function encodeCreate(w: AttrWriter, f: Flow, policy: WritePolicy, seq: number, ackFlag: number): void {
+  w.beginMessage((NfnlSubsys.Ctnetlink << 8) | CtMsg.New, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | ackFlag, seq, f.family);
+  encodeFlow(w, prepareCreate(f, policy));
+  w.endMessage();
+}
+
+/** Datagrams for Conntrack.sendEncoded: BATCH messages each, numbered from seqs(n) per datagram. */
+export interface EncodedBatches {
+  batches: Buffer[];
+  seq0s: number[];
+  counts: number[];
+}
+
+/** One message per item (encode writes it whole; only a datagram's last one gets NLM_F_ACK in ackFlag). */
+export function encodeBatches<T>(items: T[], encode: (w: AttrWriter, item: T, seq: number, ackFlag: number) => void, seqs: (n: number) => number): EncodedBatches {
+  const out: EncodedBatches = { batches: [], seq0s: [], counts: [] };
+  for (let start = 0; start < items.length; start += BATCH) {
+    const end = Math.min(items.length, start + BATCH);
+    const w = new AttrWriter(256 * (end - start));
+    const seq0 = seqs(end - start);
+    for (let i = start; i < end; i++) encode(w, items[i]!, seq0 + i - start, i === end - 1 ? NLM_F_ACK : 0);
+    out.batches.push(w.finish());
+    out.seq0s.push(seq0);
+    out.counts.push(end - start);
+  }
+  return out;
 }
 
 function report(results: WriteResult[], durationMs: number): WriteReport {

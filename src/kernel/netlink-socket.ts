@@ -109,7 +109,8 @@ export function netlinkBindingPath(): string {
 
 let nativeCtor: NativeNetlinkCtor | undefined;
 
-function loadNative(): NativeNetlinkCtor {
+/** Loads the binding into this thread once (sockets do it themselves; WritePool needs it before its workers). */
+export function loadNative(): NativeNetlinkCtor {
   if (nativeCtor) return nativeCtor;
   let file = '(unresolved)';
   try {

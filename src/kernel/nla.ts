@@ -121,6 +121,13 @@ export class AttrWriter {
     b.copy(this.buf, o);
   }
 
+  /** b[start, start + len) as the payload, for hot paths: short (an address, a port), so copied byte by byte. */
+  slice(type: number, b: Buffer, start: number, len: number): void {
+    const o = this.attr(type, len);
+    const d = this.buf;
+    for (let i = 0; i < len; i++) d[o + i] = b[start + i]!;
+  }
+
   /** NUL-terminated string (NLA_NUL_STRING / NLA_STRING attributes such as CTA_HELP_NAME). */
   strz(type: number, s: string): void {
     const n = Buffer.byteLength(s, 'utf8');

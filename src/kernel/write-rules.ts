@@ -48,12 +48,25 @@ function range(ip: string, port: number | undefined): NatRange {
   return port === undefined ? { minIp: ip, maxIp: ip } : { minIp: ip, maxIp: ip, minPort: port, maxPort: port };
 }
 
+/**
+ * The TCP flags (and mask) written for one direction: SACK_PERM kept, BE_LIBERAL by policy, WINDOW_SCALE only with
+ * both window scales known (it takes effect only when set in both directions in the same request).
+ */
+export function tcpFlagsForWrite(flags: number | undefined, bothScales: boolean, policy: WritePolicy): number {
+  const ws = bothScales ? TcpFlag.WindowScale : 0;
+  return ((flags ?? 0) & (ws | TcpFlag.SackPerm)) | (policy.liberal ? TcpFlag.BeLiberal : 0) | ws;
+}
+
+/** The status written: the settable bits, CONFIRMED always. */
+export function statusForWrite(status: number | undefined): number {
+  return ((status ?? 0) & SETTABLE_STATUS) | Ips.Confirmed;
+}
+
 function tcpForWrite(tcp: TcpInfo, policy: WritePolicy): TcpInfo {
-  const extra = policy.liberal ? TcpFlag.BeLiberal : 0;
-  // window scale only takes effect with WINDOW_SCALE set in both directions in the same request
-  const ws = tcp.wscaleOrig !== undefined && tcp.wscaleReply !== undefined ? TcpFlag.WindowScale : 0;
-  const fo = ((tcp.flagsOrig ?? 0) & (ws | TcpFlag.SackPerm)) | extra | ws;
-  const fr = ((tcp.flagsReply ?? 0) & (ws | TcpFlag.SackPerm)) | extra | ws;
+  const both = tcp.wscaleOrig !== undefined && tcp.wscaleReply !== undefined;
+  const ws = both ? TcpFlag.WindowScale : 0;
+  const fo = tcpFlagsForWrite(tcp.flagsOrig, both, policy);
+  const fr = tcpFlagsForWrite(tcp.flagsReply, both, policy);
   const out: TcpInfo = { state: tcp.state, flagsOrig: fo, flagsOrigMask: fo, flagsReply: fr, flagsReplyMask: fr };
   if (ws) {
     out.wscaleOrig = tcp.wscaleOrig;
@@ -68,7 +81,7 @@ function writable(f: Flow, policy: WritePolicy): Flow {
     family: f.family,
     orig: f.orig,
     reply: f.reply ?? invertTuple(f.orig),
-    status: ((f.status ?? 0) & SETTABLE_STATUS) | Ips.Confirmed,
+    status: statusForWrite(f.status),
     timeout: f.timeout ?? policy.defaultTimeout,
   };
   if (f.mark !== undefined) out.mark = f.mark;

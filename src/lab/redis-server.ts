@@ -1,10 +1,14 @@
 // Starts a real redis-server for tests, benchmarks and labs: a free loopback port (or a given address), its own temp dir, optional ACL
-// users; stopped (and restarted) by its PID only. Tests that cannot find redis-server say so (redisMissing()).
+// users, TLS, extra config lines, or sentinel mode; stopped (and restarted) by its PID only. Tests that cannot find
+// redis-server say so (redisMissing()). Sentinel sets and clusters built from these: redis-topology.ts.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+/** What the ctsync ACL user needs besides its keys (as documented at `redis.username`): tests prove it is enough. */
+export const REDIS_ACL_GRANTS = '+@read +@write +@stream +@hash +@transaction +@connection -@dangerous +info +cluster|slots +cluster|info';
 
 export function redisMissing(): string | undefined {
   try {
@@ -30,10 +34,18 @@ export interface RedisServerOptions {
   /** Default 127.0.0.1 and a free port. */
   host?: string;
   port?: number;
-  /** ACL users: name → password; each gets `~ctsync:* ~{ctsync:* &* +@all -@dangerous +info`. The default user is then disabled. */
+  /** ACL users: name → password; each gets the grants documented at `redis.username` (config/schema.ts). The default user is then disabled. */
   users?: Record<string, string>;
   /** Keep data across restart() (appendonly, fsync always). Default false: a restart loses everything. */
   persist?: boolean;
+  /** With `users`: keep the default user too (no password, every command), for replication, sentinels and redis-cli. */
+  defaultUser?: boolean;
+  /** TLS only: `port` is the TLS port (no plaintext one) and clients must show a certificate signed by `caFile`. */
+  tls?: { caFile: string; certFile: string; keyFile: string };
+  /** More redis.conf lines (replicaof, cluster-enabled, the `sentinel …` lines …). */
+  conf?: string[];
+  /** Run as a sentinel (`redis-server CONF --sentinel`). */
+  sentinel?: boolean;
   /** Prefix the command with this (e.g. ['ip', 'netns', 'exec', NS]). */
   wrap?: string[];
 }
@@ -49,14 +61,16 @@ export class RedisServer {
     this.host = o.host ?? '127.0.0.1';
     this.port = port;
     const lines = [
-      `bind ${this.host}`, `port ${this.port}`, `dir ${this.dir}`, 'daemonize no', 'save ""', 'protected-mode no', 'loglevel warning',
+      `bind ${this.host}`, o.tls ? `port 0\ntls-port ${this.port}` : `port ${this.port}`, `dir ${this.dir}`, 'daemonize no', 'save ""', 'protected-mode no', 'loglevel warning',
       `logfile ${join(this.dir, 'redis.log')}`,
       o.persist ? 'appendonly yes\nappendfsync always' : 'appendonly no',
     ];
+    if (o.tls) lines.push(`tls-cert-file ${o.tls.certFile}`, `tls-key-file ${o.tls.keyFile}`, `tls-ca-cert-file ${o.tls.caFile}`, 'tls-auth-clients yes');
     if (o.users) {
-      lines.push('user default off');
-      for (const [u, p] of Object.entries(o.users)) lines.push(`user ${u} on >${p} ~ctsync:* ~{ctsync:* &* +@all -@dangerous +info`);
+      if (!o.defaultUser) lines.push('user default off');
+      for (const [u, p] of Object.entries(o.users)) lines.push(`user ${u} on >${p} ~{ctsync:* ${REDIS_ACL_GRANTS}`);
     }
+    lines.push(...(o.conf ?? []));
     writeFileSync(join(this.dir, 'redis.conf'), `${lines.join('\n')}\n`);
   }
 
@@ -75,7 +89,7 @@ export class RedisServer {
   }
 
   private async launch(): Promise<void> {
-    const argv = [...(this.o.wrap ?? []), 'redis-server', join(this.dir, 'redis.conf')];
+    const argv = [...(this.o.wrap ?? []), 'redis-server', join(this.dir, 'redis.conf'), ...(this.o.sentinel ? ['--sentinel'] : [])];
     const proc = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
     this.proc = proc;
     const deadline = Date.now() + 10_000;

@@ -1,7 +1,9 @@
 // Commit: write what peers sent into this kernel at takeover, in batches, with a report of every outcome.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { Conntrack, Outcome } from '../kernel/conntrack.js';
+import { encodeCreate, type Conntrack, type Outcome, type WriteReport } from '../kernel/conntrack.js';
+import { encodeCreateAt } from './create-encode.js';
+import { WritePool } from '../kernel/write-pool.js';
 import type { Flow } from '../kernel/types.js';
 import type { WritePolicy } from '../kernel/write-rules.js';
 import type { PeerTable } from './peer-table.js';
@@ -11,17 +13,24 @@ export interface CommitReport {
   counts: Record<Outcome, number>;
   failedByErrno: Record<string, number>;
   expiredSkipped: number;
+  /** Threads that sent the creates (0: this one; a small commit does not start any). */
+  workers: number;
   durationMs: number;
   ratePerSec: number;
 }
 
 /** Entries per Conntrack.write call: big enough for full batches, small enough for progress and fairness. */
 const CHUNK = 20_000;
+/** Below this many entries a commit writes from our own thread: starting workers would cost more than they save. */
+const POOL_MIN = 50_000;
+/** Worker threads sending creates. One already keeps the kernel busy while we encode; two use both cores here. */
+const POOL_SIZE = 2;
 
 /**
  * Write every flow the peers hold into the kernel. Each flow gets its remaining timeout (last refresh minus the
  * time since); masters go before related flows and NAT is set at create (Conntrack.write); a local entry for the
  * same tuples (traffic that arrived before the commit) is replaced, so the synced NAT and state win.
+ * A large commit sends its creates from worker threads (WritePool) while this thread encodes the next chunk.
  */
 export async function commitPeerTables(
   ct: Conntrack,
@@ -29,6 +38,7 @@ export async function commitPeerTables(
   policy: WritePolicy,
   now: number,
   progress?: (done: number, total: number) => void,
+  netns?: string,
 ): Promise<CommitReport> {
   const t0 = performance.now();
   const counts: Record<Outcome, number> = { created: 0, updated: 0, replaced: 0, deleted: 0, absent: 0, failed: 0 };
@@ -37,36 +47,84 @@ export async function commitPeerTables(
   const total = list.reduce((n, t) => n + t.size, 0);
   let entries = 0;
   let expiredSkipped = 0;
-  const write = async (flows: Flow[]) => {
-    const r = await ct.write(flows.map((flow) => ({ op: 'replace' as const, flow })), policy);
+  const tally = (r: Pick<WriteReport, 'counts' | 'failedByErrno'>, n: number) => {
     for (const [k, v] of Object.entries(r.counts) as [Outcome, number][]) counts[k] += v;
     for (const [k, v] of Object.entries(r.failedByErrno)) failedByErrno[k] = (failedByErrno[k] ?? 0) + v;
-    entries += flows.length;
+    entries += n;
     progress?.(entries, total);
+  };
+  const write = async (flows: Flow[]) => {
+    tally(await ct.write(flows.map((flow) => ({ op: 'replace' as const, flow })), policy), flows.length);
     // a large commit must not starve the peer link, heartbeats or the control socket
     await new Promise((r) => setImmediate(r));
+  };
+  const pool = total >= POOL_MIN ? WritePool.open(POOL_SIZE, netns) : undefined;
+  const inflight: Promise<void>[] = [];
+  // Creates through the pool, encoded straight from the table. By the time the answers come the link may have
+  // changed the table, so what needs a second try (EEXIST: a stray entry to replace) is looked up again by key.
+  const sendPooled = async (p: WritePool, t: PeerTable, keys: string[], errnos: Promise<number[]>) => {
+    const got = await errnos.catch(() => undefined); // undefined: the worker died; this chunk again, from here
+    const again: Flow[] = [];
+    let created = 0;
+    keys.forEach((k, i) => {
+      if (got?.[i] === 0) created++;
+      else {
+        const f = t.get(k, now);
+        if (f) again.push(f); // EEXIST, or anything Conntrack.write should report per entry
+      }
+    });
+    tally({ counts: { created } as Record<Outcome, number>, failedByErrno: {} }, created);
+    if (again.length) await write(again);
   };
   // Streamed chunk by chunk (a 1M-entry table never exists twice as objects). Related flows wait for a second
   // pass: the kernel needs their masters first.
   const related: Flow[] = [];
-  for (const t of list) {
-    const table = t.table;
-    for (let cursor = 0; cursor >= 0; ) {
-      const chunk: Flow[] = [];
-      // by slot, not t.get(key): skips a string-keyed index lookup per entry
-      cursor = table.scan(cursor, CHUNK, (_key, slot) => {
-        const f = table.flowAt(slot, now);
-        if (f.timeout === 0) expiredSkipped++;
-        else if (f.master) related.push(f);
-        else chunk.push(f);
-      });
-      if (chunk.length) await write(chunk);
+  const plain = new Uint32Array(4);
+  try {
+    for (const t of list) {
+      const table = t.table;
+      for (let cursor = 0; cursor >= 0; ) {
+        if (pool) {
+          const slots: number[] = [];
+          cursor = table.scan(cursor, CHUNK, (_key, slot) => {
+            if (table.remainingOrNoneAt(slot, now) === 0) expiredSkipped++;
+            else if (table.isPlainOrSynproxyAt(slot, plain)) slots.push(slot);
+            else {
+              const f = table.flowAt(slot, now);
+              if (f.master) related.push(f);
+              else slots.push(slot);
+            }
+          });
+          if (!slots.length) continue;
+          // encoded now, in this tick: the slots are only valid until we yield
+          const errnos = pool.send(slots, (w, slot, seq, ack) => {
+            if (!encodeCreateAt(w, table, slot, now, policy, seq, ack)) encodeCreate(w, table.flowAt(slot, now), policy, seq, ack);
+          });
+          inflight.push(sendPooled(pool, t, slots.map((s) => table.keyAt(s)!), errnos));
+          // two chunks per worker in flight: one being sent, one queued behind it
+          if (inflight.length >= 2 * pool.size) await inflight.shift();
+          await new Promise((r) => setImmediate(r)); // the link, heartbeats and the control socket get their turn
+        } else {
+          const chunk: Flow[] = [];
+          // by slot, not t.get(key): skips a string-keyed index lookup per entry
+          cursor = table.scan(cursor, CHUNK, (_key, slot) => {
+            const f = table.flowAt(slot, now);
+            if (f.timeout === 0) expiredSkipped++;
+            else if (f.master) related.push(f);
+            else chunk.push(f);
+          });
+          if (chunk.length) await write(chunk);
+        }
+      }
     }
+    await Promise.all(inflight);
+  } finally {
+    await pool?.close();
   }
   for (let i = 0; i < related.length; i += CHUNK) await write(related.slice(i, i + CHUNK));
   const flowsWritten = entries;
   const durationMs = performance.now() - t0;
-  return { entries: flowsWritten, counts, failedByErrno, expiredSkipped, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flowsWritten ? Math.round(flowsWritten / (durationMs / 1000)) : 0 };
+  return { entries: flowsWritten, counts, failedByErrno, expiredSkipped, workers: pool?.size ?? 0, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flowsWritten ? Math.round(flowsWritten / (durationMs / 1000)) : 0 };
 }
 
 /** Labels can be written only if the loaded ruleset uses `ct label` (else ENOSPC): ask nft in our namespace. */

@@ -1,141 +1,59 @@
 // Runs the transport contract on the Redis Streams transport against a real redis-server (started here on a free
 // loopback port, with an ACL user), then the Redis-specific behaviour: snapshot + tail for a joining node, a reader
-// behind a trimmed stream, Redis restarted mid-stream, an outage beyond the buffer, forged frames, three nodes.
+// behind a trimmed stream, Redis restarted mid-stream, timeout refreshes in the snapshot, an outage beyond the buffer,
+// forged frames, three nodes, a stop while Redis is unreachable.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisTransport } from '../../src/transport/redis/index.js';
-import type { RedisTransportOptions } from '../../src/transport/redis/index.js';
-import { RedisServer, redisMissing } from '../../src/lab/redis-server.js';
+import { Redis } from 'ioredis';
+import { RedisServer, freeLoopbackPort, redisMissing } from '../../src/lab/redis-server.js';
+import { nodeKeys } from '../../src/transport/redis/index.js';
+import { createMacKey, encodeFrame } from '../../src/wire/envelope.js';
+import { TcpState, type Flow } from '../../src/kernel/types.js';
+import { flowKey } from '../../src/state/key.js';
 import { runTransportContract } from './transport-contract.js';
+import { ACL, ACL_USERS, redisPair, same, syncNodes, tcpFlow, until } from './redis-fixtures.js';
 
 const missing = redisMissing();
 if (missing) console.warn(`[redis contract] not run: ${missing}`);
 
 let server: RedisServer | undefined;
-let cluster = 0;
-
-export const FAST_REDIS = { heartbeatMs: 100, deadAfterMs: 400, blockMs: 200, redis: { backoff: { initialMs: 20, maxMs: 200 } } };
-
-export function redisPair(addr: string, extra: Partial<RedisTransportOptions> = {}) {
-  const clusterId = `contract${++cluster}`;
-  const common = { clusterId, ...FAST_REDIS, ...extra, redis: { ...FAST_REDIS.redis, addresses: [addr], username: 'ctsync', password: 'test-secret-1', ...extra.redis } };
-  const a = new RedisTransport({ ...common, nodeId: 'fw-a', peers: ['fw-b'] });
-  const b = new RedisTransport({ ...common, nodeId: 'fw-b', peers: ['fw-a'] });
-  return { a, b, aId: 'fw-a', bId: 'fw-b' };
-}
 
 describe.skipIf(!!missing)('redis transport', () => {
   beforeAll(async () => {
-    server = await RedisServer.start({ users: { ctsync: 'test-secret-1' } });
+    server = await RedisServer.start({ users: ACL_USERS });
   });
   afterAll(async () => {
     await server?.stop();
   });
 
-  runTransportContract('redis (single server, ACL user)', async () => redisPair(server!.address));
+  runTransportContract('redis (single server, ACL user)', async () => redisPair({ addresses: [server!.address] }));
+
+  it('stops at once while redis is unreachable (its client is between retries)', async () => {
+    const { a } = redisPair({ addresses: [`127.0.0.1:${await freeLoopbackPort()}`] });
+    await a.start();
+    await new Promise((r) => setTimeout(r, 300)); // a few refused connection attempts
+    expect(a.stats().redis.status).toBe('connecting');
+    const t0 = Date.now();
+    await a.stop();
+    expect(Date.now() - t0).toBeLessThan(500);
+    expect(a.stats().redis.status).toBe('stopped');
+  });
 });
 
 // ---- the sync engine over Redis ------------------------------------------------------------------------------
 
-import pino from 'pino';
-import { Redis } from 'ioredis';
-import { SyncEngine } from '../../src/sync/engine.js';
-import { LocalTable } from '../../src/state/local-table.js';
-import { systemClock } from '../../src/state/clock.js';
-import { toSyncedFlow } from '../../src/wire/entry.js';
-import { createMacKey, encodeFrame } from '../../src/wire/envelope.js';
-import { nodeKeys } from '../../src/transport/redis/index.js';
-import { Ips, TcpState, type Flow, type FlowEvent } from '../../src/kernel/types.js';
-import type { RedisTransportStats } from '../../src/transport/redis/index.js';
-
-const log = pino({ level: process.env.LOG ?? 'silent' });
-const MAC = createMacKey('redis-contract-cluster-key-0123456789');
-
-interface SyncNode {
-  id: string;
-  local: LocalTable;
-  engine: SyncEngine;
-  transport: RedisTransport;
-  event(kind: FlowEvent['kind'], flow: Flow): void;
-  stop(): Promise<void>;
-  rs(): RedisTransportStats['redis'];
-}
-
-function tcpFlow(i: number, state = TcpState.Established): Flow {
-  const src = `10.1.${(i >> 8) & 255}.${i & 255}`;
-  return {
-    family: 2,
-    orig: { src, dst: '10.2.0.1', proto: 6, sport: 10000 + (i % 50000), dport: 443 },
-    reply: { src: '10.2.0.1', dst: src, proto: 6, sport: 443, dport: 10000 + (i % 50000) },
-    status: Ips.Confirmed | Ips.SeenReply | Ips.Assured,
-    timeout: 3600,
-    mark: i % 3,
-    protoinfo: { tcp: { state } },
-  };
-}
-
-async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** `receiver`'s table of `sender` equals the sender's local table exactly (keys and synced contents). */
-function same(sender: SyncNode, receiver: SyncNode): boolean {
-  const peer = receiver.engine.peerTables().get(sender.id);
-  if (!peer || peer.size !== sender.local.size) return false;
-  const strip = (f: Flow) => JSON.stringify({ ...toSyncedFlow(f), timeout: undefined });
-  let ok = true;
-  sender.local.forEach((k) => {
-    const p = peer.get(k);
-    if (!p || strip(p) !== strip(sender.local.get(k)!)) ok = false;
-  });
-  return ok;
-}
-
 describe.skipIf(!!missing)('sync engine over redis', () => {
   let srv: RedisServer;
-  const nodes: SyncNode[] = [];
-  let clusterId = '';
+  const sn = syncNodes(() => ({ addresses: [srv.address] }));
+  const node = sn.node;
+  const fresh = () => sn.fresh();
 
   beforeAll(async () => {
-    srv = await RedisServer.start({ users: { ctsync: 'test-secret-1' } });
+    srv = await RedisServer.start({ users: ACL_USERS });
   });
   afterAll(async () => {
-    for (const n of nodes.splice(0)) await n.stop().catch(() => {});
+    await sn.stopAll();
     await srv?.stop();
   });
-
-  async function node(id: string, peers: string[], extra: Partial<RedisTransportOptions> = {}, local = new LocalTable({ clock: systemClock })): Promise<SyncNode> {
-    const transport = new RedisTransport(
-      { nodeId: id, clusterId, peers, ...FAST_REDIS, ...extra, redis: { ...FAST_REDIS.redis, addresses: [srv.address], username: 'ctsync', password: 'test-secret-1' } },
-      { macKey: MAC },
-    );
-    const engine = new SyncEngine({ nodeId: id, clusterId, coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 0, maxFrameBytes: 4 << 20, entriesPerFrame: 50, macKey: MAC }, local, transport, systemClock, log);
-    engine.start();
-    await transport.start();
-    const n: SyncNode = {
-      id, local, engine, transport,
-      event(kind, flow) {
-        const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
-        if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') engine.changed(r.key, r.change === 'added' || r.change === 'replaced');
-      },
-      async stop() {
-        engine.flush();
-        engine.stop();
-        await transport.stop();
-        nodes.splice(nodes.indexOf(n), 1);
-      },
-      rs: () => transport.stats().redis,
-    };
-    nodes.push(n);
-    return n;
-  }
-
-  const fresh = () => {
-    clusterId = `sync${++cluster}`;
-  };
 
   it('a node that joins later loads the writer\'s snapshot and the tail: the writer sends no bulk for it', async () => {
     fresh();
@@ -176,8 +94,8 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
       a.engine.flush();
       await until('a wrote its frames', () => a.rs().queuedFrames === 0);
     }
-    const redis = new Redis({ host: srv.host, port: srv.port, username: 'ctsync', password: 'test-secret-1' });
-    const len = await redis.xlen(nodeKeys(clusterId, 'fw-a').stream);
+    const redis = new Redis({ host: srv.host, port: srv.port, ...ACL });
+    const len = await redis.xlen(nodeKeys(sn.clusterId, 'fw-a').stream);
     await redis.quit();
     expect(len).toBeLessThan(a.engine.counters.framesOut);
     b.transport.suspendReading('fw-a', false);
@@ -205,6 +123,33 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
     expect(a.rs().outages).toBeGreaterThanOrEqual(1);
     await until('b in sync after the restart', () => same(a, b), 30_000);
     await until('link up again', () => b.transport.stats().peers[0]!.state === 'up');
+    await a.stop();
+    await b.stop();
+  });
+
+  it('timeout refreshes reach the snapshot: a node that loads it later gets the refreshed remaining timeouts', async () => {
+    fresh();
+    const a = await node('fw-a', ['fw-b']);
+    for (let i = 0; i < 100; i++) a.event('new', tcpFlow(i, TcpState.Established, 30));
+    await until('a published its table', () => a.rs().queuedFrames === 0 && a.rs().snapshotFields === 100);
+    // the kernel extended flows 0-49 (traffic) and 99, which is gone before its refresh goes out
+    a.event('destroy', tcpFlow(99));
+    a.engine.flush();
+    a.engine.sendRefreshes([...Array(50).keys(), 99].map((i) => ({ key: flowKey(tcpFlow(i)), timeout: 600 })));
+    // then flow 0 changes again with a timeout of its own: the later upsert wins over the refresh
+    a.event('update', tcpFlow(0, TcpState.FinWait, 120));
+    a.engine.flush();
+    await until('a wrote everything', () => a.rs().queuedFrames === 0);
+    expect(a.rs().snapshotRefreshes).toBe(50);
+    const b = await node('fw-b', ['fw-a']);
+    await until('b loaded a\'s snapshot', () => b.engine.counters.snapshots === 1 && same(a, b));
+    const t = b.engine.peerTables().get('fw-a')!;
+    const left = (i: number) => t.remainingTimeout(flowKey(tcpFlow(i)));
+    expect(left(0)).toBeGreaterThan(110);
+    expect(left(0)).toBeLessThanOrEqual(120);
+    for (let i = 1; i < 50; i++) expect(left(i), `flow ${i}`).toBeGreaterThan(590);
+    for (let i = 50; i < 99; i++) expect(left(i), `flow ${i}`).toBeLessThanOrEqual(30);
+    expect(left(99)).toBeUndefined();
     await a.stop();
     await b.stop();
   });
@@ -237,13 +182,13 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
     const b = await node('fw-b', ['fw-a']);
     for (let i = 0; i < 10; i++) a.event('new', tcpFlow(i));
     await until('b in sync', () => same(a, b));
-    const keys = nodeKeys(clusterId, 'fw-a');
-    const redis = new Redis({ host: srv.host, port: srv.port, username: 'ctsync', password: 'test-secret-1' });
+    const keys = nodeKeys(sn.clusterId, 'fw-a');
+    const redis = new Redis({ host: srv.host, port: srv.port, ...ACL });
     const [[, fields]] = (await redis.xrevrange(keys.stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
     const inc = fields[fields.indexOf('i') + 1]!;
     const n = Number(fields[fields.indexOf('n') + 1]);
     const forged = (key?: ReturnType<typeof createMacKey>) =>
-      encodeFrame({ clusterId, nodeId: 'fw-a', seq: 1e9, upsert: { entries: [{ orig: Buffer.alloc(15, 7), status: 8, timeout: 100 }] } }, { macKey: key });
+      encodeFrame({ clusterId: sn.clusterId, nodeId: 'fw-a', seq: 1e9, upsert: { entries: [{ orig: Buffer.alloc(15, 7), status: 8, timeout: 100 }] } }, { macKey: key });
     await redis.xadd(keys.stream, '*', 'i', inc, 'n', String(n + 1), 'f', forged());
     await redis.xadd(keys.stream, '*', 'i', inc, 'n', String(n + 1), 'f', forged(createMacKey('some-other-cluster-key-0123456789')));
     await redis.quit();

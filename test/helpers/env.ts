@@ -5,9 +5,9 @@ import { fileURLToPath } from 'node:url';
 
 export const CTSYNC_BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
-/** Why a kernel test file cannot run here (printed by the caller, never a silent skip), or undefined. */
-export function cannotRun(bins: string[] = ['ip', 'nft', 'conntrack', 'python3'], needsBuild = false): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, nftables, conntrack writes)';
+/** Why a kernel (or, with needsRoot false, any) test file cannot run here (printed by the caller, never a silent skip), or undefined. */
+export function cannotRun(bins: string[] = ['ip', 'nft', 'conntrack', 'python3'], needsBuild = false, needsRoot = true): string | undefined {
+  if (needsRoot && process.getuid?.() !== 0) return 'needs root (network namespaces, nftables, conntrack writes)';
   for (const bin of bins) {
     try {
       execFileSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' });

@@ -2,7 +2,9 @@
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -288,6 +290,18 @@ describe.runIf(isRoot)('NetfilterSocket in a throwaway netns (root)', () => {
     } finally {
       native.close();
     }
+  });
+
+  it('a process that exits while WritePool workers hold open sockets exits cleanly (no crash in teardown)', () => {
+    // the compiled module: worker threads cannot load TypeScript sources. Both workers answer (so their sockets are
+    // open), then the process exits under them.
+    const pool = new URL('../../dist/src/kernel/write-pool.js', import.meta.url).href;
+    const code = `const { WritePool } = await import(${JSON.stringify(pool)}); const p = WritePool.open(2, ${JSON.stringify(ns)}); await Promise.all([p.send([], () => {}), p.send([], () => {})]); process.exit(0);`;
+    const script = join(mkdtempSync(join(tmpdir(), 'ctsync-pool-')), 'exit.mjs');
+    writeFileSync(script, code);
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', timeout: 20_000 });
+    rmSync(dirname(script), { recursive: true });
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
   });
 
   it('rejects a netns that does not exist with CTS_ERR_NETLINK_SOCKET', () => {

@@ -8,6 +8,10 @@ import { Lab, type LabProcess } from '../../src/lab/netns.js';
 import { routerLab, type RouterLab } from '../../src/lab/topology.js';
 import * as traffic from '../../src/lab/traffic.js';
 import { flowFromJson } from '../../src/kernel/json.js';
+import { Conntrack } from '../../src/kernel/conntrack.js';
+import { invertTuple } from '../../src/kernel/write-rules.js';
+import { Af, IpProto, Ips, TcpState, type Flow } from '../../src/kernel/types.js';
+import type { CommitReport } from '../../src/state/commit.js';
 import { request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { comparableKey, flowToComparable, listFlows, toComparable, type ComparableFlow } from '../helpers/conntrack-cli.js';
@@ -238,6 +242,39 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     expect(refused).toBeGreaterThan(0);
     await stop(evil);
     await stop(alien);
+  });
+
+  test('a large commit, sent from worker threads, writes the whole copy into the standby kernel and replaces strays', async () => {
+    const N = 60_000; // above the size where the commit starts its write threads
+    const synthetic = (i: number, state: number): Flow => {
+      const orig = { src: `172.30.${(i >>> 8) & 255}.${i & 255}`, dst: '172.31.0.1', proto: IpProto.Tcp, sport: 1024 + (i >>> 16), dport: 443 };
+      return { family: Af.Inet, orig, reply: invertTuple(orig), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state } } };
+    };
+    const key = (f: Flow) => `${f.orig.src} ${f.orig.sport}`;
+    const act = new Conntrack({ netns: active.ns });
+    const sby = new Conntrack({ netns: standby.ns });
+    try {
+      const w = await act.write(Array.from({ length: N }, (_, i) => ({ op: 'create' as const, flow: synthetic(i, TcpState.Established) })));
+      expect(w.counts.created).toBe(N);
+      const end = Date.now() + 60_000;
+      while (((await request(standby.sock, 'stats')) as DaemonStats).peers[0]!.peerTableSize < N && Date.now() < end) await sleep(200);
+      // traffic that reached the standby before the takeover: entries for the same tuples in another state
+      const strays = Array.from({ length: 100 }, (_, i) => ({ op: 'create' as const, flow: { ...synthetic(i * 7, TcpState.SynSent), status: 0, timeout: 60 } }));
+      expect((await sby.write(strays)).counts.created).toBe(100);
+
+      const report = (await request(standby.sock, 'commit', {}, undefined, 120_000)) as CommitReport;
+      expect(report.workers).toBe(2);
+      expect(report.counts.failed, JSON.stringify(report.failedByErrno)).toBe(0);
+      expect(report.counts.replaced).toBe(100);
+      expect(report.counts.created + report.counts.replaced).toBe(report.entries);
+      const inKernel = new Map((await sby.dump()).filter((f) => f.orig.dst === '172.31.0.1').map((f) => [key(f), f]));
+      expect(inKernel.size).toBe(N);
+      const wrong = [...inKernel.values()].filter((f) => f.protoinfo?.tcp?.state !== TcpState.Established || !((f.status ?? 0) & Ips.Assured));
+      expect(wrong.map(key).slice(0, 5)).toEqual([]);
+    } finally {
+      act.close();
+      sby.close();
+    }
   });
 });
 

@@ -137,9 +137,11 @@ function clusterNodeOptions(o: RedisOptions): ClusterOptions['redisOptions'] {
 
 /**
  * A new client for these options (not yet connected: `lazyConnect`). Commands fail at once while disconnected
- * (no offline queue): the transport keeps its own bounded queue and knows what was written.
+ * (no offline queue), and those in flight when the connection drops fail too instead of being replayed on the next
+ * connection, maybe to another server: the transport keeps its own bounded queue, knows what was acknowledged,
+ * and checks what the server it reaches holds before writing again.
  */
-export function createClient(o: ResolvedRedisOptions['redis'], name: string): RedisClient {
+export function createClient(o: ResolvedRedisOptions['redis'], name: string, followFailover = false): RedisClient {
   const password = o.passwordFile ? readFile(o.passwordFile, 'redis.passwordFile').trim() : o.password;
   let tls: ConnectionOptions | undefined;
   if (o.tls) {
@@ -153,7 +155,10 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string): Re
   const common: RedisOptions = {
     lazyConnect: true,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: null,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    // a master demoted by a failover answers READONLY: reconnect (in sentinel mode, to the master the sentinels name)
+    reconnectOnError: (err: Error) => (/^READONLY/.test(err.message) ? 1 : false),
     connectionName: name,
     connectTimeout: o.connectTimeoutMs,
     ...(o.username ? { username: o.username } : {}),
@@ -183,6 +188,9 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string): Re
       ...(o.sentinelUsername ? { sentinelUsername: o.sentinelUsername } : {}),
       ...(o.sentinelPassword ? { sentinelPassword: o.sentinelPassword } : {}),
       ...(tls ? { sentinelTLS: tls, enableTLSForSentinelMode: true } : {}),
+      // Follow +switch-master at once (one connection per sentinel): until the sentinels demote the old master, seconds
+      // later, it still takes writes, which are lost. The writer's connection does; the transport moves its readers.
+      ...(followFailover ? { failoverDetector: true } : {}),
     });
   }
   return new Redis({ ...common, ...split(o.addresses[0]!), db: o.db });

@@ -5,7 +5,8 @@
 // One value per flow: a single-entry authoritative Upsert frame, MAC'd with the cluster key when one is set, so a
 // reader verifies each value end to end like any frame. A full bulk (BulkBegin{full} … BulkEnd) also removes
 // the fields it did not list, as a receiver's table does; that needs the set of fields this incarnation wrote.
-// Refresh frames are not applied (a read-modify-write per flow): snapshot timeouts are those of the last upsert.
+// A Refresh frame (remaining timeouts re-read from the kernel) becomes a read-modify-write the writer runs once what
+// precedes it is in Redis: read the flows' values, re-encode each with the new timeout (withTimeout), write them back.
 
 import { decodeFrame, encodeFrame, type MacKey } from '../../wire/envelope.js';
 import { keyFromWire, keyToWire } from '../../wire/entry.js';
@@ -14,6 +15,8 @@ import { FlowKey as FlowKeyMessage, type pb } from '../../wire/proto.js';
 export interface SnapshotOps {
   set: Buffer[]; // field, value, field, value …
   del: Buffer[];
+  /** Timeout refreshes of flows in the snapshot: fields[i] gets timeouts[i] (seconds) in its stored value. */
+  refresh?: { fields: Buffer[]; timeouts: number[] };
   /** A full bulk ended: the snapshot is complete again. */
   complete: boolean;
 }
@@ -66,7 +69,7 @@ export class SnapshotTracker {
           const s = field.toString('latin1');
           this.fields.add(s);
           this.sweep?.touched.add(s);
-          set.push(field, encodeFrame({ clusterId: this.clusterId, nodeId: this.nodeId, upsert: { entries: [e], authoritative: true } }, { macKey: this.macKey }));
+          set.push(field, this.value(e));
         }
         return { set, del: [], complete: false };
       }
@@ -81,6 +84,17 @@ export class SnapshotTracker {
           del.push(field);
         }
         return { set: [], del, complete: false };
+      }
+      case 'refresh': {
+        const fields: Buffer[] = [];
+        const timeouts: number[] = [];
+        for (const it of env.refresh!.items ?? []) {
+          const field = fieldOf(it);
+          if (!field || !this.fields.has(field.toString('latin1'))) continue;
+          fields.push(field);
+          timeouts.push(it.timeout ?? 0);
+        }
+        return fields.length ? { set: [], del: [], refresh: { fields, timeouts }, complete: false } : NO_OPS;
       }
       case 'bulkBegin':
         if (env.bulkBegin!.full) this.sweep = { bulkId: Number(env.bulkBegin!.bulkId ?? 0), touched: new Set() };
@@ -101,10 +115,24 @@ export class SnapshotTracker {
         return NO_OPS;
     }
   }
+
+  /** A stored value with the flow's remaining timeout replaced; undefined when it is not one of ours. */
+  withTimeout(value: Buffer, timeout: number): Buffer | undefined {
+    const r = decodeFrame(value, UNLIMITED, { clusterId: this.clusterId, macKey: this.macKey });
+    const e = r.ok && r.env.nodeId === this.nodeId ? r.env.upsert?.entries?.[0] : undefined;
+    if (!e) return undefined;
+    e.timeout = timeout;
+    return this.value(e);
+  }
+
+  /** The value stored for one flow: a single-entry authoritative Upsert frame, MAC'd like any frame. */
+  private value(e: pb.IEntry): Buffer {
+    return encodeFrame({ clusterId: this.clusterId, nodeId: this.nodeId, upsert: { entries: [e], authoritative: true } }, { macKey: this.macKey });
+  }
 }
 
 /** The canonical field of a flow: its FlowKey re-encoded from the key fields (an Entry's fields 1-5 are a FlowKey). */
-function fieldOf(k: pb.IFlowKey): Buffer | undefined {
+function fieldOf(k: pb.IFlowKey | pb.IRefreshItem): Buffer | undefined {
   const d = keyFromWire(k);
   if (!d.ok) return undefined;
   return Buffer.from(FlowKeyMessage.encode(keyToWire(d.value)).finish());

@@ -4,9 +4,12 @@
 //
 // Writer: send() queues the frame with the snapshot ops it implies (SnapshotTracker); one MULTI per batch appends
 // the frames (fields i, n, f), applies the ops and updates the meta hash, so snapshot, meta and stream always
-// agree. While Redis is away the queue keeps up to maxBufferBytes; beyond it frames are dropped (still numbered,
+// agree; a timeout refresh starts a batch of its own, as the values it patches are read once all before it is
+// written. While Redis is away the queue keeps up to maxBufferBytes; beyond it frames are dropped (still numbered,
 // so readers see the gap) and, once Redis is back, the upper layer is asked for a full resync (onResyncNeeded).
 // A failed EXEC is retried: a frame may be appended twice, never reordered; readers skip what they saw (i, n).
+// Each time the connection is back, the meta hash must still show the last batch Redis acknowledged (a restart
+// without persistence, a failover to a lagging replica lose some): otherwise the snapshot is rebuilt from scratch.
 //
 // Reader (one blocking connection per peer): XREAD from the cursor; entries must continue the writer's numbering
 // (same incarnation n+1, or a new incarnation at n = 1), otherwise the snapshot is reloaded (MULTI: snapshot,
@@ -18,6 +21,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { Cluster, type Redis } from 'ioredis';
 import { decodeFrame, type MacKey } from '../../wire/envelope.js';
 import { countReason, TransportError, type LinkState, type PeerInfo, type PeerStats, type Transport, type TransportStats } from '../types.js';
 import { nodeKeys, type NodeKeys } from './keys.js';
@@ -48,6 +52,8 @@ export interface RedisTransportStats extends TransportStats {
     snapshotLoads: Record<string, number>;
     gaps: Record<string, number>;
     duplicatesSkipped: number;
+    /** Snapshot values whose timeout a refresh frame replaced. */
+    snapshotRefreshes: number;
   };
 }
 
@@ -113,6 +119,8 @@ export class RedisTransport implements Transport {
   private main?: RedisClient;
   private inc = '';
   private n = 0;
+  /** The last frame number Redis acknowledged (an EXEC that succeeded); -1 before the first. */
+  private written = -1;
   private queue: Queued[] = [];
   private queueBytes = 0;
   private needDrain = false;
@@ -123,7 +131,7 @@ export class RedisTransport implements Transport {
   private tickTimer?: NodeJS.Timeout;
   private readonly readers = new Map<string, PeerReader>();
   private readonly dropped: Record<string, number> = {};
-  private readonly counters = { resyncsRequested: 0, outages: 0, batches: 0, retriedBatches: 0, duplicatesSkipped: 0 };
+  private readonly counters = { resyncsRequested: 0, outages: 0, batches: 0, retriedBatches: 0, duplicatesSkipped: 0, snapshotRefreshes: 0 };
   private readonly snapshotLoads: Record<string, number> = {};
   private readonly gaps: Record<string, number> = {};
 
@@ -161,13 +169,14 @@ export class RedisTransport implements Transport {
     if (this.status !== 'stopped') return;
     this.inc = randomBytes(6).toString('hex');
     this.n = 0;
+    this.written = -1;
     this.queue = [];
     this.queueBytes = 0;
     this.needDrain = false;
     this.needsResync = false;
     this.tracker = new SnapshotTracker(this.o.clusterId, this.o.nodeId, this.rt.macKey);
     this.setStatus('connecting', 'start');
-    const main = createClient(this.o.redis, `ctsync:${this.o.nodeId}`);
+    const main = createClient(this.o.redis, `ctsync:${this.o.nodeId}`, true);
     this.main = main;
     main.on('ready', () => this.onReady());
     main.on('close', () => this.onConnLost('connection closed'));
@@ -228,16 +237,20 @@ export class RedisTransport implements Transport {
 
   private async afterReady(): Promise<void> {
     const main = this.main!;
-    // Did Redis lose our data (restart without persistence, failover to a stale replica, FLUSHALL)?
-    if (!this.queue.some((q) => q.reset)) {
-      const written = await main.hget(this.keys.meta, 'i').catch(() => undefined);
-      if (written !== undefined && written !== this.inc) {
-        this.log?.warn({ had: written }, 'redis lost this node\'s stream and snapshot: republishing the whole table');
+    // Did Redis lose what it acknowledged (restart without persistence, FLUSHALL, a failover to a replica that had
+    // not received our last batches yet, or writes that went to a master already replaced)? Then its meta hash is
+    // not ours or is behind the last batch it acknowledged. Asking fails: assume lost (a republish costs a bulk).
+    if (this.written >= 0 && !this.queue.some((q) => q.reset)) {
+      const [inc, n] = await main.hmget(this.keys.meta, 'i', 'n').catch(() => ['?', '?']);
+      if (inc !== this.inc || !(Number(n) >= this.written)) {
+        this.log?.warn({ had: `${inc}/${n}`, wrote: `${this.inc}/${this.written}` }, 'redis lost writes of this node: republishing the whole table');
         this.enqueue({ n: 0, ops: { set: [], del: [], complete: !this.onResyncNeeded }, reset: true, incomplete: !!this.onResyncNeeded }, true);
         if (this.onResyncNeeded) this.resyncPending ??= 'redis_data_lost';
       }
     }
     if (this.status === 'stopped') return;
+    // after a sentinel failover the readers may still be on the old master, which serves reads until it is demoted
+    if (this.status === 'outage' && this.o.redis.mode === 'sentinel') for (const r of this.readers.values()) r.conn?.disconnect(true);
     this.setStatus('ready', 'connection ready');
     void this.pump();
     void this.tick();
@@ -309,11 +322,19 @@ export class RedisTransport implements Transport {
       const batch: Queued[] = [];
       let bytes = 0;
       for (const q of this.queue) {
-        if (batch.length >= this.o.batchFrames || (batch.length && bytes + (q.frame?.length ?? 0) > 4 << 20)) break;
+        if (batch.length && (q.ops.refresh || batch.length >= this.o.batchFrames || bytes + (q.frame?.length ?? 0) > 4 << 20)) break;
         batch.push(q);
         bytes += q.frame?.length ?? 0;
       }
       const k = this.keys;
+      let patched: Buffer[];
+      try {
+        patched = await this.patchTimeouts(batch[0]!.ops.refresh);
+      } catch (err) {
+        this.counters.retriedBatches++;
+        this.log?.debug({ err }, 'redis read for a timeout refresh failed; retrying when the connection is back');
+        return;
+      }
       const m = this.main.multi();
       let complete: boolean | undefined;
       let lastN = -1;
@@ -325,6 +346,7 @@ export class RedisTransport implements Transport {
           m.xadd(k.stream, 'MAXLEN', '~', String(this.o.maxLen), '*', 'i', this.inc, 'n', String(q.n), 'f', q.frame);
           lastN = q.n;
         }
+        if (q === batch[0] && patched.length) m.hset(k.snap, ...patched);
         if (q.ops.set.length) m.hset(k.snap, ...q.ops.set);
         if (q.ops.del.length) m.hdel(k.snap, ...q.ops.del);
         if (q.ops.complete) complete = true;
@@ -352,6 +374,8 @@ export class RedisTransport implements Transport {
         this.needsResync = true;
       }
       this.counters.batches++;
+      this.counters.snapshotRefreshes += patched.length / 2;
+      if (lastN >= 0) this.written = lastN;
       this.queue.splice(0, batch.length);
       this.queueBytes -= bytes;
       if (this.needDrain && this.queueBytes <= this.o.highWaterMarkBytes) {
@@ -359,6 +383,19 @@ export class RedisTransport implements Transport {
         this.guard(() => this.onDrain());
       }
     }
+  }
+
+  /** The snapshot values a refresh changes (field, value, …): read now, so after every batch queued before it. */
+  private async patchTimeouts(r: SnapshotOps['refresh']): Promise<Buffer[]> {
+    if (!r) return [];
+    const values = await this.main!.hmgetBuffer(this.keys.snap, ...r.fields);
+    const set: Buffer[] = [];
+    values.forEach((v, i) => {
+      // gone meanwhile (a delete, a reset): nothing to refresh; not ours (forged): not re-signed
+      const p = v ? this.tracker.withTimeout(v, r.timeouts[i]!) : undefined;
+      if (p) set.push(r.fields[i]!, p);
+    });
+    return set;
   }
 
   /** Queue drained with Redis up: ask the upper layer to republish when frames were lost or it is a new start. */
@@ -566,14 +603,18 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error('timeout')), ms)))]).finally(() => clearTimeout(t));
 }
 
-/** Closes a client and resolves once its socket is gone (so no socket outlives stop()). */
+/** Closes a client and resolves once its sockets are gone (so no socket outlives stop()). */
 function closeClient(c: RedisClient): Promise<void> {
-  if (c.status === 'end' || c.status === 'wait') {
-    c.disconnect();
-    return Promise.resolve();
-  }
-  return new Promise<void>((res) => {
-    c.once('end', () => res());
-    c.disconnect();
-  });
+  // ioredis closes these with c but does not wait for them: a Cluster's node connections, and the sentinel
+  // connections of the failover detector (sentinel mode)
+  const inner = c instanceof Cluster ? c.nodes('all') : ((c as unknown as { connector?: { failoverDetector?: { sentinels?: { client: Redis }[] } | null } }).connector?.failoverDetector?.sentinels ?? []).map((s) => s.client);
+  const gone = [c, ...inner].map(ended);
+  c.disconnect();
+  return Promise.all(gone).then(() => {});
+}
+
+/** The client's 'end'; at once without a socket ('reconnecting': disconnect() only cancels the retry, no 'end' follows). */
+function ended(c: RedisClient): Promise<void> {
+  if (c.status === 'end' || c.status === 'wait' || c.status === 'reconnecting') return Promise.resolve();
+  return new Promise<void>((res) => c.once('end', () => res()));
 }

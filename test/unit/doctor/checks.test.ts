@@ -13,6 +13,7 @@ import {
   checkNetns,
   checkRmemMax,
   checkTableSize,
+  checkHashSize,
   checkTcpLoose,
   checkTimestamp,
   doctorExitCode,
@@ -95,6 +96,16 @@ describe('table size', () => {
     expect(over.status).toBe('fail');
     expect(over.remedy).toContain('nf_conntrack_max');
     expect(checkTableSize({}).status).toBe('warn');
+  });
+
+  it('warns when the hash has fewer buckets than the table may hold, and says how to raise it', () => {
+    expect(checkHashSize({ max: 262144, buckets: 262144 }).status).toBe('ok');
+    const small = checkHashSize({ max: 1048576, buckets: 262144 });
+    expect(small.status).toBe('warn');
+    expect(small.remedy).toContain('sysctl -w net.netfilter.nf_conntrack_buckets=1048576 in the host namespace');
+    // what the daemon holds counts too
+    expect(checkHashSize({ max: 1000, buckets: 1000, daemonLocal: 900, daemonPeer: 900 }).status).toBe('warn');
+    expect(checkHashSize({ max: 1000 }).status).toBe('warn');
   });
 });
 

@@ -3,13 +3,15 @@ import { describe, expect, test } from 'vitest';
 import pino from 'pino';
 import { parseFifoLine, parseNotifyArgs } from '../../../src/ha/notify.js';
 import { HaMachine, type HaActions } from '../../../src/ha/machine.js';
-import { readiness } from '../../../src/ha/readiness.js';
+import { peerReadiness, readiness, syncPeerIds } from '../../../src/ha/readiness.js';
+import type { Config } from '../../../src/config/load.js';
+import type { PeerStatus } from '../../../src/sync/engine.js';
 import type { CommitReport } from '../../../src/state/commit.js';
 
 const log = pino({ level: 'silent' });
 
 function report(failed = 0): CommitReport {
-  return { entries: 10, counts: { created: 10 - failed, updated: 0, replaced: 0, deleted: 0, absent: 0, failed }, failedByErrno: failed ? { EINVAL: failed } : {}, expiredSkipped: 0, durationMs: 1, ratePerSec: 10000 };
+  return { entries: 10, counts: { created: 10 - failed, updated: 0, replaced: 0, deleted: 0, absent: 0, failed }, failedByErrno: failed ? { EINVAL: failed } : {}, expiredSkipped: 0, workers: 0, durationMs: 1, ratePerSec: 10000 };
 }
 
 function actions(calls: string[], opts: { commitMs?: number; failCommit?: number } = {}): HaActions {
@@ -115,5 +117,25 @@ describe('readiness', () => {
   });
   test('a master is always ready: it holds the real state', () => {
     expect(readiness(peer('up', false), 30000, true).ready).toBe(true);
+  });
+  test('over redis it waits for the nodes of redis.peers, also those not listed in peers', () => {
+    const cfg = { transport: 'redis' as const, peers: [{ id: 'fw2', addresses: ['10.0.0.2:3780'] }], redis: { peers: ['fw2', 'fw3'] } } as Pick<Config, 'transport' | 'peers' | 'redis'>;
+    expect(syncPeerIds(cfg)).toEqual(['fw2', 'fw3']);
+    expect(syncPeerIds({ ...cfg, redis: { ...cfg.redis, peers: [] } })).toEqual(['fw2']);
+    expect(syncPeerIds({ ...cfg, transport: 'tcp' })).toEqual(['fw2']);
+    // fw2's snapshot is loaded; fw3 is up but its snapshot is not, and fw4 (not ours) is ignored
+    const status = [
+      { nodeId: 'fw2', link: 'up', haveCopy: true, since: 1000 },
+      { nodeId: 'fw3', link: 'up', haveCopy: false, since: 1000 },
+      { nodeId: 'fw4', link: 'up', haveCopy: false, since: 1000 },
+    ] as PeerStatus[];
+    const peers = peerReadiness(status, syncPeerIds(cfg), 0, 5000);
+    expect(peers.map((p) => p.nodeId)).toEqual(['fw2', 'fw3']);
+    expect(readiness(peers, 30000, false, 5000)).toEqual({ ready: false, reasons: ['initial bulk from fw3 not complete'], stale: [] });
+    // a node the engine has not heard of yet counts as connecting since our start: waited for during the grace
+    const r = readiness(peerReadiness(status.slice(0, 1), syncPeerIds(cfg), 0, 5000), 30000, false, 5000);
+    expect(r.ready).toBe(false);
+    expect(r.reasons[0]).toMatch(/^waiting for fw3 \(never synced/);
+    expect(peerReadiness([], ['fw3'], 1000, 5000)).toEqual([{ nodeId: 'fw3', link: 'connecting', haveCopy: false, downForMs: 4000 }]);
   });
 });
