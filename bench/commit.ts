@@ -2,11 +2,13 @@
 //
 // Run by hand, as root (never a timed test):
 //   npx tsc -p . && node dist/bench/commit.js [--n 1000000] [--ref-n 1000000] [--repeats 3] [--prefix ctsx-]
-//                                             [--profile DIR] [--out bench/results]
+//                                             [--profile DIR] [--out bench/results] [--impl both|LIST]
+// --impl takes conntrackd, ctsync and ctsync-warm (comma-separated); ctsync-warm runs the standby with
+// `commit.warm: true` and starts the clock once it reports nothing left to write, so it measures a warm takeover.
 // Each repeat, for each implementation (interleaved: conntrackd, ctsync, conntrackd, ...), builds a fresh two-node lab
 // (bench/ref/harness.ts), starts the pair, bursts N established TCP flows into the active's kernel table, waits
 // until the standby daemon holds all of them, kills the active (SIGKILL by PID, a power loss), then asks the standby
-// to commit them into its (empty) kernel table.
+// to commit them into its (empty; warm: already filled) kernel table.
 // Figures: the command's wall time and entries/s (request sent → answer received; both daemons answer only after
 // the kernel acknowledged the last write, and the standby's nf_conntrack_count is checked right after), plus
 // ctsync's own report (durationMs inside the daemon).
@@ -52,9 +54,10 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--prefix') (a.prefix = v), i++;
     else if (k === '--profile') (a.profile = resolve(v)), i++;
     else if (k === '--out') (a.out = v), i++;
-    else if (k === '--impl') (a.impls = v === 'both' ? ['conntrackd', 'ctsync'] : [v]), i++;
+    else if (k === '--impl') (a.impls = v === 'both' ? ['conntrackd', 'ctsync'] : v.split(',')), i++;
     else throw new Error(`unknown argument ${k} (see the header of bench/commit.ts)`);
   }
+  for (const impl of a.impls) if (!['conntrackd', 'ctsync', 'ctsync-warm'].includes(impl)) throw new Error(`--impl: conntrackd, ctsync, ctsync-warm (a list), or both; not ${impl}`);
   for (const x of [a.n, a.refN, a.repeats]) if (!Number.isInteger(x) || x <= 0) throw new Error('--n, --ref-n and --repeats need positive integers');
   return a;
 }
@@ -80,10 +83,11 @@ async function once(impl: string, n: number, prefix: string, profileDir: string)
   const lab = new Lab({ prefix });
   let pair: SyncPair | undefined;
   try {
+    const warm = impl === 'ctsync-warm';
     pair =
-      impl === 'ctsync'
-        ? await ctsyncPair(lab, { capacity: n, ...(profileDir ? { cpuProfDir: profileDir } : {}) })
-        : await conntrackdPair(lab, { capacity: n });
+      impl === 'conntrackd'
+        ? await conntrackdPair(lab, { capacity: n })
+        : await ctsyncPair(lab, { capacity: n, ...(profileDir ? { cpuProfDir: profileDir } : {}), ...(warm ? { extraYaml: ['commit: { warm: true }'] } : {}) });
     await sleep(300);
     const base = await pair.peerTableSize();
     const b = await burst(pair.topo.act, n);
@@ -91,6 +95,11 @@ async function once(impl: string, n: number, prefix: string, profileDir: string)
     const p = pair;
     const w = await pollUntil(() => p.peerTableSize(), (v) => v >= base + n, { intervalMs: 100, timeoutMs: 600_000 });
     await sleep(500); // let the link's acks and the standby's bookkeeping settle before the clock starts
+    if (warm) {
+      // a warm standby has written the copy into its kernel by now; the takeover writes what is left
+      const st = (pair as CtsyncPair).stats;
+      await pollUntil(async () => (await st('standby')).ha.warm?.pending ?? -1, (v) => v === 0, { intervalMs: 100, timeoutMs: 600_000 });
+    }
     await powerOff(pair.activePid);
     const kernelBefore = await kernelCount(lab, pair.topo.sby);
     const t0 = performance.now();
@@ -111,7 +120,7 @@ async function once(impl: string, n: number, prefix: string, profileDir: string)
     };
     const report = (pair as Partial<CtsyncPair>).lastCommit;
     if (report) Object.assign(run, { daemonMs: report.durationMs, daemonPerSec: report.ratePerSec });
-    if (kernelAfter - kernelBefore < n) throw new Error(`after the commit the standby kernel holds ${kernelAfter - kernelBefore}/${n}: ${run.output}`);
+    if ((warm ? kernelAfter : kernelAfter - kernelBefore) < n) throw new Error(`after the commit the standby kernel holds ${kernelAfter - kernelBefore}/${n}: ${run.output}`);
     return run;
   } finally {
     await pair?.stop().catch(() => {});
@@ -183,7 +192,7 @@ async function main(): Promise<void> {
   if (swept.length) console.error(`removed leftover namespaces: ${swept.join(' ')}`);
   if (args.profile) mkdirSync(args.profile, { recursive: true });
 
-  const sizes: Record<string, number> = { conntrackd: args.refN, ctsync: args.n };
+  const sizes: Record<string, number> = { conntrackd: args.refN, ctsync: args.n, 'ctsync-warm': args.n };
   const need = Math.max(...args.impls.map((i) => sizes[i]!)) + 10_000;
   const limit = raiseConntrackMax(need);
   const buckets = raiseConntrackBuckets(2 * need); // both namespaces share the host hash
@@ -218,7 +227,7 @@ async function main(): Promise<void> {
     const rs = runs.filter((x) => x.impl === impl);
     if (!rs.length) continue;
     summary[impl] = { n: sizes[impl]!, runs: rs.length, commitMs: median(rs.map((x) => x.commitMs)), perSec: median(rs.map((x) => x.perSec)) };
-    if (impl === 'ctsync') summary[impl]!.daemonMs = median(rs.map((x) => x.daemonMs ?? NaN));
+    if (impl !== 'conntrackd') summary[impl]!.daemonMs = median(rs.map((x) => x.daemonMs ?? NaN));
   }
   const profile = args.profile ? summarizeProfile(args.profile) : undefined;
   const command = `node dist/bench/commit.js ${process.argv.slice(2).join(' ')}`.trim();

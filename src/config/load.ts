@@ -46,7 +46,7 @@ export interface Config {
     maxLen: number;
     maxBuffer: number;
   };
-  commit: { liberal: boolean; labels: boolean };
+  commit: { liberal: boolean; labels: boolean; warm: boolean };
   ha: { purgeAfter: number; trackFile: string; maxLinkDown: number };
 }
 

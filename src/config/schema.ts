@@ -76,6 +76,7 @@ export const SCHEMA = {
   'link.maxFrame': { type: 'size', default: 4 << 20, doc: 'Largest frame accepted from a peer (bytes).' },
 
   'commit.liberal': { type: 'bool', default: true, doc: 'Set BE_LIBERAL on committed TCP flows so mid-window packets after takeover are not INVALID. false = strict window tracking with window scale.' },
+  'commit.warm': { type: 'bool', default: false, doc: 'Warm standby: while not MASTER, write what the peers send into this kernel as it arrives (a round a second), so a takeover writes only what changed since the last round. Costs continuous kernel writes and a kernel table holding the peers\' flows on this node (size nf_conntrack_max for both); the flows stay inert until traffic arrives. Off: the whole copy is written at takeover (1M entries in about 3 s here).' },
   'commit.labels': { type: 'bool', default: false, doc: 'Write ct labels on commit; only if the standby ruleset uses `ct label`.' },
   'ha.purgeAfter': { type: 'duration', default: 15000, doc: 'BACKUP/FAULT: purge stale committed kernel entries after this long (ms), unless a commit comes first.' },
   'ha.trackFile': { type: 'string', default: '/run/ctsync/track', doc: 'keepalived track_file: 0 when this node is in sync, non-zero when it must not become master.' },

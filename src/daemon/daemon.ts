@@ -20,8 +20,10 @@ import type { Flow } from '../kernel/types.js';
 import { HaMachine } from '../ha/machine.js';
 import { peerReadiness, readiness, syncPeerIds, writeTrackFile } from '../ha/readiness.js';
 import type { Transition } from '../ha/notify.js';
-import { commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
-import { DEFAULT_WRITE_POLICY } from '../kernel/write-rules.js';
+import { commitKeys, commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
+import { WarmStandby } from '../state/warm.js';
+import { flowKey } from '../state/key.js';
+import { DEFAULT_WRITE_POLICY, type WritePolicy } from '../kernel/write-rules.js';
 
 const hostOf = (hostPort: string) => hostPort.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
 
@@ -35,6 +37,8 @@ export class Daemon {
   private metrics?: Server;
   private timers: NodeJS.Timeout[] = [];
   private purgeTimer?: NodeJS.Timeout;
+  /** commit.warm: the peers' flows written into our kernel while we are not MASTER. */
+  readonly warm?: WarmStandby;
   private readyState?: boolean;
   notReady: string[] = ['starting'];
   stale: string[] = [];
@@ -46,10 +50,12 @@ export class Daemon {
   ) {
     // the sync link's own endpoints never sync: their flows would feed back on themselves
     const linkHosts = [hostOf(cfg.listen), ...cfg.peers.flatMap((p) => p.addresses.map(hostOf)), ...(cfg.transport === 'redis' ? cfg.redis.addresses.map(hostOf) : [])].filter((h) => h !== '0.0.0.0' && h !== '::');
+    const synced = compileFilter(cfg.sync, linkHosts);
     this.mirror = new KernelMirror({
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
-      filter: compileFilter(cfg.sync, linkHosts),
+      // a warm standby's entries are the peers' flows, not ours: they must not go back to the peers as ours
+      filter: cfg.commit.warm ? (f) => synced(f) && !this.warm!.holds(flowKey(f)) : synced,
       clock: systemClock,
       log: log.child({ c: 'kernel' }),
       firstVersion: Date.now() * 1000,
@@ -73,6 +79,13 @@ export class Daemon {
       systemClock,
       log.child({ c: 'sync' }),
     );
+    if (cfg.commit.warm) {
+      const warm = new WarmStandby(this.mirror.ct, () => this.engine.peerTables().values(), () => this.writePolicy(false), () => systemClock.now(), log.child({ c: 'warm' }));
+      this.warm = warm;
+      this.engine.onPeerTable = (_id, t) => (t.onChange = (k) => warm.changed(k));
+      this.mirror.onForeignDestroy = (k) => warm.destroyed(k);
+      this.mirror.onEventsLost = () => warm.eventsLost();
+    }
     this.mirror.onChange = (key, change) => {
       if (change === 'added' || change === 'replaced') this.engine.changed(key, true);
       else if (change === 'changed' || change === 'removed') this.engine.changed(key);
@@ -85,8 +98,14 @@ export class Daemon {
           // table out (not awaited: the transition's result is the commit's)
           void this.mirror.settled().then(() => this.engine.bulk());
         },
-        requestResync: () => this.engine.requestResync(),
-        schedulePurge: () => this.schedulePurge(),
+        requestResync: () => {
+          this.warm?.resume(); // not MASTER any more: follow the new master's table into our kernel again
+          this.engine.requestResync();
+        },
+        schedulePurge: () => {
+          this.warm?.resume();
+          this.schedulePurge();
+        },
         cancelPurge: () => {
           if (this.purgeTimer) clearTimeout(this.purgeTimer);
           this.purgeTimer = undefined;
@@ -109,12 +128,22 @@ export class Daemon {
     const release = this.mirror.pauseEvents();
     let report: CommitReport;
     try {
-      report = await commitPeerTables(this.mirror.ct, this.engine.peerTables().values(), { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels }, systemClock.now(), progress, this.cfg.kernel.netns);
+      // warm standby: most of the table is in the kernel already; only the last round's changes are left
+      const delta = await this.warm?.takeOver();
+      const tables = this.engine.peerTables().values();
+      const policy = this.writePolicy(labels);
+      report = delta
+        ? { ...(await commitKeys(this.mirror.ct, tables, delta, policy, systemClock.now())), warm: true }
+        : await commitPeerTables(this.mirror.ct, tables, policy, systemClock.now(), progress, this.cfg.kernel.netns);
     } finally {
       release().catch(() => {}); // a failed dump is logged and counted by the mirror, and retried by the next refresh
     }
     this.log.info({ commit: report }, `committed ${report.entries} peer entries in ${report.durationMs} ms`);
     return report;
+  }
+
+  private writePolicy(labels: boolean): WritePolicy {
+    return { ...DEFAULT_WRITE_POLICY, liberal: this.cfg.commit.liberal, labels };
   }
 
   /** BACKUP/FAULT: after ha.purgeAfter, drop the flows this node no longer forwards (a later MASTER cancels it). */
@@ -128,7 +157,8 @@ export class Daemon {
     this.purgeTimer = undefined;
     if (this.ha.role === 'master') return;
     const flows: Flow[] = [];
-    this.mirror.local.forEach((k) => flows.push(this.mirror.local.get(k)!));
+    // a warm standby's entries are the new master's flows, written on purpose
+    this.mirror.local.forEach((k) => void (this.warm?.holds(k) || flows.push(this.mirror.local.get(k)!)));
     const r = await this.mirror.ct.write(flows.map((flow) => ({ op: 'delete' as const, flow })));
     this.log.info({ deleted: r.counts.deleted, absent: r.counts.absent, failed: r.counts.failed }, 'purged stale kernel entries after leaving MASTER');
     await this.mirror.resync('purge').catch(() => {});
@@ -160,6 +190,7 @@ export class Daemon {
     if (this.cfg.security.mode === 'insecure') this.log.warn('security.mode is insecure: the peer link is PLAINTEXT and UNAUTHENTICATED; anyone who reaches it can write conntrack entries');
     await this.mirror.start();
     this.engine.start();
+    this.warm?.start();
     await this.transport.start();
     await this.control.start();
     if (this.cfg.metrics.listen) this.metrics = await serveMetrics(this.cfg.metrics.listen, () => collectMetrics(this.stats()));
@@ -190,6 +221,7 @@ export class Daemon {
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     if (this.purgeTimer) clearTimeout(this.purgeTimer);
+    this.warm?.stop();
     this.engine.flush();
     this.engine.stop();
     await this.transport.stop();

@@ -27,6 +27,12 @@ export function collectMetrics(s: DaemonStats): Metric[] {
           g('redis_outages_total', 'Redis outages seen', [[{}, Number(s.transport.redis.outages ?? 0)]], 'counter'),
         ]
       : []),
+    ...(s.ha.warm
+      ? [
+          g('warm_held_entries', 'Peer flows a warm standby holds in this kernel (commit.warm)', [[{}, s.ha.warm.held]]),
+          g('warm_pending_entries', 'Peer changes a warm standby has not written yet: the size of a takeover now', [[{}, s.ha.warm.pending]]),
+        ]
+      : []),
     g('drops_total', 'Frames, connections or messages dropped, by reason', Object.entries(s.drops).map(([k, v]) => [{ reason: k }, v]), 'counter'),
   ];
 }

@@ -3,6 +3,8 @@ import type { Daemon } from './daemon.js';
 import type { PeerStatus } from '../sync/engine.js';
 import { systemClock } from '../state/clock.js';
 
+import type { WarmStats } from '../state/warm.js';
+
 export interface DaemonStats {
   node: string;
   cluster: string;
@@ -14,7 +16,7 @@ export interface DaemonStats {
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
-  ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown };
+  ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown; warm?: WarmStats };
   /** The peer transport: its kind, and for Redis its own state (status, outage buffer, resyncs, gaps). */
   transport: { kind: string; redis?: Record<string, unknown> };
 }
@@ -55,6 +57,6 @@ export function buildStats(d: Daemon): DaemonStats {
     drops,
     control: { ...d.control.stats },
     transport: { kind: t.kind, ...('redis' in t ? { redis: (t as { redis: Record<string, unknown> }).redis } : {}) },
-    ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, stale: d.stale, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null },
+    ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, stale: d.stale, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null, ...(d.warm ? { warm: d.warm.stats() } : {}) },
   };
 }

@@ -18,6 +18,11 @@ export const enum NfnlGroup {
 export interface EventStreamOptions extends Omit<NetfilterSocketOptions, 'groups'> {
   /** Which events to receive (default: all conntrack events, no expectation events). */
   groups?: NfnlGroup[];
+  /**
+   * The caller's key of a flow, from the message's attribute bytes (FlowEvent.key): only the receive buffer has
+   * them, and building the key from them skips a text round trip. The key is the state layer's: it passes this in.
+   */
+  keyOf?: (buf: Buffer, off: number, end: number, family: number) => string | undefined;
 }
 
 export interface EventStats {
@@ -43,9 +48,13 @@ export class EventStream {
   /** Events were lost: the caller must dump and diff to restore an exact view. */
   onOverrun: () => void = () => {};
 
+  private readonly keyOf?: EventStreamOptions['keyOf'];
+
   constructor(opts: EventStreamOptions = {}) {
+    this.keyOf = opts.keyOf;
     this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
-    this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...opts, groups: this.groups });
+    const { keyOf: _keyOf, ...sockOpts } = opts;
+    this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...sockOpts, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
     this.sock.onOverrun = () => {
       this.stats.overruns++;
@@ -101,7 +110,7 @@ export class EventStream {
           return;
         }
         this.stats[kind]++;
-        this.onEvent({ kind, flow, origin, portId: m.pid });
+        this.onEvent({ kind, flow, origin, portId: m.pid, key: this.keyOf?.(buf, m.payloadOff, m.end, m.family) });
       } else if (subsys === NfnlSubsys.CtnetlinkExp && (msg === ExpMsg.New || msg === ExpMsg.Delete)) {
         const exp = decodeExpectation(buf, m.payloadOff, m.end, m.family);
         if (exp instanceof DecodeError) {

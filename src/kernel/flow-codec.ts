@@ -109,8 +109,34 @@ function keepNest(list: RawAttr[] | undefined, buf: Buffer, p: number, len: numb
   return pushUnknown(list, readRawAttr(buf, p, len));
 }
 
-/** A tuple nest (CTA_TUPLE_ORIG / REPLY / MASTER, CTA_EXPECT_TUPLE / MASK / MASTER, CTA_EXPECT_NAT_TUPLE). */
-export function decodeTuple(buf: Buffer, off: number, end: number): Tuple | DecodeError {
+// The addresses of the last tuple decoded (offsets into its buffer, and their text). The reply tuple of a flow
+// without NAT holds the original's two addresses swapped: it takes the same strings instead of formatting them
+// again, and the reply-is-inverse test in the tables then compares them by identity.
+let lastSrcAt = -1;
+let lastDstAt = -1;
+let lastAddrLen = 0;
+let lastSrc = '';
+let lastDst = '';
+
+function sameBytes(buf: Buffer, a: number, b: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
+}
+
+/** The text of the address at p; with `reuse`, the last tuple's string when the bytes are the same (same buf). */
+function addrText(buf: Buffer, p: number, len: 4 | 16, reuse: boolean): string {
+  if (reuse && len === lastAddrLen) {
+    if (sameBytes(buf, p, lastDstAt, len)) return lastDst;
+    if (sameBytes(buf, p, lastSrcAt, len)) return lastSrc;
+  }
+  return ipToText(buf, p, len);
+}
+
+/**
+ * A tuple nest (CTA_TUPLE_ORIG / REPLY / MASTER, CTA_EXPECT_TUPLE / MASK / MASTER, CTA_EXPECT_NAT_TUPLE).
+ * `reuse`: an earlier tuple of the same message in the same buf was decoded just before (see lastSrcAt).
+ */
+export function decodeTuple(buf: Buffer, off: number, end: number, reuse = false): Tuple | DecodeError {
   let src: string | undefined;
   let dst: string | undefined;
   let proto = -1;
@@ -121,6 +147,9 @@ export function decodeTuple(buf: Buffer, off: number, end: number): Tuple | Deco
   let icmpCode: number | undefined;
   let zone: number | undefined;
   let unknown: RawAttr[] | undefined;
+  let srcAt = -1;
+  let dstAt = -1;
+  let addrLen = 0;
 
   let p = off;
   while (p < end) {
@@ -135,7 +164,7 @@ export function decodeTuple(buf: Buffer, off: number, end: number): Tuple | Deco
       src = undefined;
       dst = undefined;
       if (unknown !== undefined) dropRaw(unknown, CtaTuple.Ip);
-      let addrLen = 0;
+      addrLen = 0;
       let foreign = false;
       let q = d;
       const qe = d + dl;
@@ -148,9 +177,14 @@ export function decodeTuple(buf: Buffer, off: number, end: number): Tuple | Deco
           if (cl - 4 !== want) return E_BAD_LENGTH;
           if (addrLen !== 0 && addrLen !== want) return E_BAD_PAYLOAD;
           addrLen = want;
-          const text = ipToText(buf, q + 4, want);
-          if (ct === CtaIp.V4Src || ct === CtaIp.V6Src) src = text;
-          else dst = text;
+          const text = addrText(buf, q + 4, want, reuse);
+          if (ct === CtaIp.V4Src || ct === CtaIp.V6Src) {
+            src = text;
+            srcAt = q + 4;
+          } else {
+            dst = text;
+            dstAt = q + 4;
+          }
         } else foreign = true;
         q += (cl + 3) & ~3;
       }
@@ -209,6 +243,11 @@ export function decodeTuple(buf: Buffer, off: number, end: number): Tuple | Deco
     p += (len + 3) & ~3;
   }
   if (src === undefined || dst === undefined || proto < 0) return E_MISSING_TUPLE;
+  lastSrcAt = srcAt;
+  lastDstAt = dstAt;
+  lastAddrLen = addrLen;
+  lastSrc = src;
+  lastDst = dst;
   return { src, dst, proto, sport, dport, icmpId, icmpType, icmpCode, zone, unknown };
 }
 
@@ -494,6 +533,7 @@ export function decodeFlow(buf: Buffer, off: number, end: number, family: number
     synproxy: undefined,
     unknown: undefined,
   };
+  let tuples = 0;
   let p = off;
   while (p < end) {
     const len = frame(buf, p, end, false);
@@ -506,7 +546,7 @@ export function decodeFlow(buf: Buffer, off: number, end: number, family: number
       case Cta.TupleOrig:
       case Cta.TupleReply:
       case Cta.TupleMaster: {
-        const t = decodeTuple(buf, d, e);
+        const t = decodeTuple(buf, d, e, tuples++ > 0);
         if (t instanceof DecodeError) return t;
         if (type === Cta.TupleOrig) f.orig = t;
         else if (type === Cta.TupleReply) f.reply = t;

@@ -201,6 +201,8 @@ export interface FlowEvent {
   flow: Flow;
   origin: Origin;
   portId: number; // nlmsg_pid: the writer's port for events caused by a userspace write, else 0
+  /** flowKey(flow) when the stream could build it from the message bytes (cheaper than from the decoded text). */
+  key?: string;
 }
 
 export interface ExpectationEvent {

@@ -50,6 +50,8 @@ export interface CtsyncLabOptions {
   advertIntSec?: number;
   /** The daemons' log.level. Default info. */
   logLevel?: string;
+  /** Firewalls that run as a warm standby (commit.warm: the peer's flows follow into their kernel). Default none. */
+  warm?: FwName[];
   onKeepalivedLog?: (fw: FwName, line: string) => void;
   onDaemonLog?: (fw: FwName, line: string) => void;
 }
@@ -130,6 +132,7 @@ export class CtsyncLab {
       'link: { heartbeat: 200ms, deadAfter: 1s }',
       'sync: { digestInterval: 5s, refreshInterval: 5s }',
       `ha: { trackFile: ${p.trackFile} }`,
+      ...(this.opts.warm?.includes(fw.name) ? ['commit: { warm: true }'] : []),
       '',
     ].join('\n');
   }

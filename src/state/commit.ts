@@ -1,7 +1,8 @@
 // Commit: write what peers sent into this kernel at takeover, in batches, with a report of every outcome.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { encodeCreate, type Conntrack, type Outcome, type WriteReport } from '../kernel/conntrack.js';
+import { encodeCreate, type Conntrack, type Outcome, type WriteOp, type WriteReport } from '../kernel/conntrack.js';
+import { flowOfKey } from './warm.js';
 import { encodeCreateAt } from './create-encode.js';
 import { WritePool } from '../kernel/write-pool.js';
 import type { Flow } from '../kernel/types.js';
@@ -15,6 +16,8 @@ export interface CommitReport {
   expiredSkipped: number;
   /** Threads that sent the creates (0: this one; a small commit does not start any). */
   workers: number;
+  /** A warm standby's takeover: only what changed since its last round was written. */
+  warm?: boolean;
   durationMs: number;
   ratePerSec: number;
 }
@@ -125,6 +128,28 @@ export async function commitPeerTables(
   const flowsWritten = entries;
   const durationMs = performance.now() - t0;
   return { entries: flowsWritten, counts, failedByErrno, expiredSkipped, workers: pool?.size ?? 0, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flowsWritten ? Math.round(flowsWritten / (durationMs / 1000)) : 0 };
+}
+
+/**
+ * A warm standby's takeover: only the flows under `keys` (changed since its last round), from whichever peer table
+ * holds each. The same report as a full commit.
+ */
+export async function commitKeys(ct: Conntrack, tables: Iterable<PeerTable>, keys: Iterable<string>, policy: WritePolicy, now: number): Promise<CommitReport> {
+  const t0 = performance.now();
+  const list = [...tables];
+  const ops: WriteOp[] = [];
+  let expiredSkipped = 0;
+  for (const k of keys) {
+    const f = list.find((p) => p.has(k))?.get(k, now);
+    // gone at the peer (or run out) since the last round: a kernel entry written for it must go too
+    if (!f || f.timeout === 0) ops.push({ op: 'delete', flow: flowOfKey(k) });
+    if (f?.timeout === 0) expiredSkipped++;
+    else if (f) ops.push({ op: 'replace', flow: f });
+  }
+  const r = await ct.write(ops, policy);
+  const durationMs = performance.now() - t0;
+  const written = ops.filter((o) => o.op === 'replace').length;
+  return { entries: written, counts: r.counts, failedByErrno: r.failedByErrno, expiredSkipped, workers: 0, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: written ? Math.round(written / (durationMs / 1000)) : 0 };
 }
 
 /** Labels can be written only if the loaded ruleset uses `ct label` (else ENOSPC): ask nft in our namespace. */

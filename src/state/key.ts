@@ -10,6 +10,7 @@
 
 import type { Flow, Tuple } from '../kernel/types.js';
 import { ipToText, parseIpInto } from '../kernel/addr.js';
+import { Cta, CtaIp, CtaProto, CtaTuple } from '../kernel/ctnetlink-const.js';
 
 const Z_CT = 1;
 const Z_ORIG = 2;
@@ -103,6 +104,129 @@ export function flowKey(flow: Flow): string {
   }
   scratch[0] = family;
   scratch[1] = o.proto & 0xff;
+  scratch[2] = zf;
+  scratch[3] = lf;
+  return scratch.toString('latin1', 0, at);
+}
+
+function putU16(v: number, at: number): number {
+  scratch[at] = v >> 8;
+  scratch[at + 1] = v & 0xff;
+  return at + 2;
+}
+
+/**
+ * flowKey(decodeFlow(buf, off, end, family)) for a ctnetlink message decodeFlow accepted, read straight from its
+ * attributes: the event path then neither formats addresses into text for the key nor parses them back. Returns
+ * undefined for anything but the plain form (addresses not of the family, a tuple, tuple part or zone given twice,
+ * which decodeFlow resolves by its own rules); the caller then uses flowKey.
+ */
+export function flowKeyFromAttrs(buf: Buffer, off: number, end: number, family: number): string | undefined {
+  const alen = addrLen(family);
+  if (alen === 0) return undefined;
+  let ctZone = -1;
+  let origZone = -1;
+  let replyZone = -1;
+  let src = -1; // offsets of the address bytes
+  let dst = -1;
+  let proto = -1;
+  let sport = -1;
+  let dport = -1;
+  let icmpId = -1;
+  let icmpType = -1;
+  let icmpCode = -1;
+  let seen = 0; // bits 1 << Cta type of the top-level attributes read, and of the orig tuple's nests (<< 24)
+  for (let p = off; p < end; ) {
+    const len = buf[p]! | (buf[p + 1]! << 8);
+    const type = (buf[p + 2]! | (buf[p + 3]! << 8)) & 0x3fff;
+    const e = p + len;
+    if (len < 4 || e > end) return undefined; // decodeFlow refuses these: only here to bound the walk on any input
+    if (type === Cta.Zone || type === Cta.TupleOrig || type === Cta.TupleReply) {
+      if (seen & (1 << type)) return undefined;
+      seen |= 1 << type;
+    }
+    if (type === Cta.Zone) ctZone = (buf[p + 4]! << 8) | buf[p + 5]!;
+    else if (type === Cta.TupleOrig || type === Cta.TupleReply) {
+      const orig = type === Cta.TupleOrig;
+      for (let q = p + 4; q < e; ) {
+        const cl = buf[q]! | (buf[q + 1]! << 8);
+        const ct = (buf[q + 2]! | (buf[q + 3]! << 8)) & 0x3fff;
+        const ce = q + cl;
+        if (cl < 4 || ce > e) return undefined;
+        if (ct === CtaTuple.Zone) {
+          const z = (buf[q + 4]! << 8) | buf[q + 5]!;
+          if (orig ? origZone >= 0 : replyZone >= 0) return undefined;
+          if (orig) origZone = z;
+          else replyZone = z;
+        } else if (orig && (ct === CtaTuple.Ip || ct === CtaTuple.Proto)) {
+          if (seen & (1 << (24 + ct))) return undefined;
+          seen |= 1 << (24 + ct);
+          for (let r = q + 4; r < ce; ) {
+            const al = buf[r]! | (buf[r + 1]! << 8);
+            const at = (buf[r + 2]! | (buf[r + 3]! << 8)) & 0x3fff;
+            const d = r + 4;
+            if (al < 4 || r + al > ce) return undefined;
+            if (ct === CtaTuple.Ip) {
+              if (at >= CtaIp.V4Src && at <= CtaIp.V6Dst) {
+                if (al - 4 !== alen) return undefined;
+                if (at === CtaIp.V4Src || at === CtaIp.V6Src) src = d;
+                else dst = d;
+              }
+            } else if (at === CtaProto.Num) proto = buf[d]!;
+            else if (at === CtaProto.SrcPort) sport = (buf[d]! << 8) | buf[d + 1]!;
+            else if (at === CtaProto.DstPort) dport = (buf[d]! << 8) | buf[d + 1]!;
+            else if (at === CtaProto.IcmpId || at === CtaProto.Icmpv6Id) icmpId = (buf[d]! << 8) | buf[d + 1]!;
+            else if (at === CtaProto.IcmpType || at === CtaProto.Icmpv6Type) icmpType = buf[d]!;
+            else if (at === CtaProto.IcmpCode || at === CtaProto.Icmpv6Code) icmpCode = buf[d]!;
+            r += (al + 3) & ~3;
+          }
+        }
+        q += (cl + 3) & ~3;
+      }
+    }
+    p += (len + 3) & ~3;
+  }
+  if (src < 0 || dst < 0 || proto < 0) return undefined;
+  // the layout flowKey writes (see the file comment)
+  let zf = 0;
+  let lf = 0;
+  let at = 4;
+  if (ctZone >= 0) {
+    zf |= Z_CT;
+    at = putU16(ctZone, at);
+  }
+  if (origZone >= 0) {
+    zf |= Z_ORIG;
+    at = putU16(origZone, at);
+  }
+  if (replyZone >= 0) {
+    zf |= Z_REPLY;
+    at = putU16(replyZone, at);
+  }
+  for (let i = 0; i < alen; i++) scratch[at++] = buf[src + i]!;
+  for (let i = 0; i < alen; i++) scratch[at++] = buf[dst + i]!;
+  if (sport >= 0) {
+    lf |= L_SPORT;
+    at = putU16(sport, at);
+  }
+  if (dport >= 0) {
+    lf |= L_DPORT;
+    at = putU16(dport, at);
+  }
+  if (icmpId >= 0) {
+    lf |= L_ICMP_ID;
+    at = putU16(icmpId, at);
+  }
+  if (icmpType >= 0) {
+    lf |= L_ICMP_TYPE;
+    scratch[at++] = icmpType;
+  }
+  if (icmpCode >= 0) {
+    lf |= L_ICMP_CODE;
+    scratch[at++] = icmpCode;
+  }
+  scratch[0] = family;
+  scratch[1] = proto;
   scratch[2] = zf;
   scratch[3] = lf;
   return scratch.toString('latin1', 0, at);

@@ -94,7 +94,7 @@ export class LocalTable {
   /** Applies one kernel event. Echoes of our own writes (origin 'ours') are ignored: they are not this kernel's news. */
   applyEvent(ev: FlowEvent): Applied {
     this.counters.events++;
-    const key = flowKey(ev.flow);
+    const key = ev.key ?? flowKey(ev.flow);
     if (ev.origin === 'ours') {
       this.counters.ignoredOurs++;
       return { change: 'ignored', key, version: 0 };

@@ -5,7 +5,7 @@ import { Conntrack } from '../kernel/conntrack.js';
 import { EventStream } from '../kernel/events.js';
 import type { Flow, FlowEvent } from '../kernel/types.js';
 import type { Clock } from './clock.js';
-import { flowKey } from './key.js';
+import { flowKey, flowKeyFromAttrs } from './key.js';
 import { LocalTable, type DiffResult, type LocalChange } from './local-table.js';
 
 export interface MirrorOptions {
@@ -48,6 +48,10 @@ export class KernelMirror {
   onChange: (key: string, change: LocalChange, ev?: FlowEvent) => void = () => {};
   /** A dump-and-diff finished (after an overrun, at start, or on a refresh). */
   onResync: (diff: DiffResult, reason: string) => void = () => {};
+  /** The kernel destroyed an entry the table does not hold (one the filter keeps out, such as a warm standby's). */
+  onForeignDestroy: (key: string) => void = () => {};
+  /** Kernel events were lost (a socket overrun). */
+  onEventsLost: () => void = () => {};
   private running?: Promise<void>;
   private again?: string;
   private holds = 0;
@@ -60,11 +64,12 @@ export class KernelMirror {
     this.filter = opts.filter ?? (() => true);
     this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
     // events first: nothing that happens while the first dump runs is lost
-    this.events = new EventStream({ netns: opts.netns, ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}) });
+    this.events = new EventStream({ netns: opts.netns, keyOf: flowKeyFromAttrs, ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}) });
     this.ct = new Conntrack({ netns: opts.netns });
     this.events.ourPorts.add(this.ct.portId);
     this.events.onEvent = (ev) => this.onEvent(ev);
     this.events.onOverrun = () => {
+      this.onEventsLost();
       opts.log.warn({ overruns: this.events.stats.overruns }, 'kernel events were lost (socket overrun); resyncing from a dump');
       this.resync('overrun').catch(() => {}); // failures are logged and counted by runResync
     };
@@ -97,7 +102,9 @@ export class KernelMirror {
       return;
     }
     const r = this.local.applyEvent(ev);
-    if (r.change !== 'unchanged' && r.change !== 'ignored' && r.change !== 'unknown') this.onChange(r.key, r.change, ev);
+    if (r.change === 'unknown') {
+      if (ev.kind === 'destroy') this.onForeignDestroy(r.key);
+    } else if (r.change !== 'unchanged' && r.change !== 'ignored') this.onChange(r.key, r.change, ev);
   }
 
   /** Keeps a flow out of the table until it is minAgeMs old; true if the event was taken here. */

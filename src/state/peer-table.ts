@@ -71,6 +71,8 @@ export class PeerTable {
   private tqAt: number[] = [];
   private tqHead = 0;
   private up = true;
+  /** Called with the key of every entry added, changed (timeouts included) or removed: a warm standby follows it. */
+  onChange: (key: string) => void = () => {};
 
   constructor(opts: PeerTableOptions) {
     this.table = new FlowTable(opts);
@@ -123,17 +125,22 @@ export class PeerTable {
         return 'stale';
       case 'duplicate':
         c.duplicate++;
-        if (flow.timeout !== undefined) t.setTimeoutAt(slot, flow.timeout, now);
+        if (flow.timeout !== undefined) {
+          t.setTimeoutAt(slot, flow.timeout, now);
+          this.onChange(key);
+        }
         t.touch(slot);
         return 'duplicate';
       case 'new':
         if (tomb !== undefined) this.tombs.delete(key);
         t.set(key, flow, version, born, now);
         c.added++;
+        this.onChange(key);
         return 'added';
       case 'reincarnation':
         t.set(key, flow, version, born, now);
         c.reincarnated++;
+        this.onChange(key);
         return 'reincarnated';
       case 'update':
         break;
@@ -163,6 +170,7 @@ export class PeerTable {
     t.set(key, f, version, born, now);
     if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
     c.updated++;
+    this.onChange(key);
     return 'updated';
   }
 
@@ -183,6 +191,7 @@ export class PeerTable {
     }
     t.setTimeoutAt(slot, timeout, this.clock.now());
     this.counters.refreshed++;
+    this.onChange(key);
     return true;
   }
 
@@ -202,6 +211,7 @@ export class PeerTable {
     }
     t.delete(key);
     this.counters.deleted++;
+    this.onChange(key);
     return 'deleted';
   }
 
@@ -261,7 +271,10 @@ export class PeerTable {
     t.forEach((key, slot) => {
       if (t.remainingAt(slot, now) === 0) dead.push(key);
     });
-    for (const k of dead) t.delete(k);
+    for (const k of dead) {
+      t.delete(k);
+      this.onChange(k);
+    }
     this.counters.expired += dead.length;
     return dead.length;
   }
@@ -279,13 +292,14 @@ export class PeerTable {
 
   /** The bulk is complete: removes what it did not list; returns how many. */
   endBulk(): number {
-    const n = this.table.endSweep();
+    const n = this.table.endSweep((k) => this.onChange(k));
     this.counters.bulkSwept += n;
     return n;
   }
 
   /** Drops everything (the peer restarted with a new sequence epoch, or was removed from the config). */
   clear(): void {
+    this.table.forEach((k) => this.onChange(k));
     this.table.clear();
     this.tombs.clear();
     this.tqKeys = [];

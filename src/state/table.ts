@@ -1,10 +1,11 @@
 // The compact flow store under the local and peer tables: key → slot, hot fields in typed-array columns, rare fields packed.
 //
-// Why this shape: a Map<string, Flow> of plain objects costs hundreds of bytes per entry. Here an entry is a Map slot
-// (key → small integer), its key string (shared by the Map and the keys column), ~57 bytes of columns, and, only
+// Why this shape: a Map<string, Flow> of plain objects costs hundreds of bytes per entry. Here an entry is its key
+// string (in the keys column), 8-16 bytes of hash index (key → small integer), ~57 bytes of columns, and, only
 // when the flow has anything unusual (NAT'd reply tuple, labels, helper, master, ...), one packed latin1 string.
 // Flows are decoded on demand. Every set/delete keeps a per-bucket XOR of entry hashes, so a digest is O(buckets).
 
+import { randomBytes } from 'node:crypto';
 import type { Flow, NatRange, ProtoInfo, RawAttr, SeqAdj, Tuple } from '../kernel/types.js';
 import { ipToText, parseIpInto } from '../kernel/addr.js';
 import { decodeKey, fmix32, keyHash } from './key.js';
@@ -291,6 +292,18 @@ function invertTuple(o: Tuple): Tuple {
   return t;
 }
 
+/**
+ * The packed form of nothing but an all-zero synproxy, which the kernel reports for every entry created through
+ * ctnetlink (bursts, a commit's entries): one shared string instead of one per entry.
+ */
+const ZERO_SYNPROXY = String.fromCharCode(T_SYNPROXY) + '\0'.repeat(12);
+
+function isZeroSynproxy(buf: Buffer, start: number, end: number): boolean {
+  if (end - start !== 13 || buf[start] !== T_SYNPROXY) return false;
+  for (let i = start + 1; i < end; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
 // ---- hashing -----------------------------------------------------------------------------------------------
 
 let hashA = 0;
@@ -337,7 +350,19 @@ export interface EntryMeta {
 }
 
 export class FlowTable {
-  private readonly index = new Map<string, number>();
+  // key → slot: open addressing with linear probing, at most half full, two words per position: slot + 1 (0 = empty)
+  // and keyHash(key). A Map<string, number> costs a lookup and an insert per new key, each chasing a chain of key
+  // strings; here a probe reads one pair of words and touches a key string only when the full hashes agree, and the
+  // hash is the one the digest buckets need anyway.
+  private index = new Uint32Array(0);
+  private mask = 0; // positions - 1
+  // Where a hash starts probing: keyHash is the same on every node and anyone who can open connections through
+  // the firewall chooses keys, so unseeded low bits would let them pile flows into one probe run (each insert
+  // then O(run)). A secret per-table seed keeps positions unpredictable, as V8 seeds its own Map hashes.
+  private readonly seed = randomBytes(4).readUInt32LE(0);
+  private count = 0;
+  private hashKey: string | undefined; // one-entry cache of keyHash: slotOf() then set() hash the same key once
+  private hashVal = 0;
   private cap = 0;
   private hi = 0; // slots [0, hi) have been used at least once
   private free: number[] = [];
@@ -375,7 +400,7 @@ export class FlowTable {
   }
 
   get size(): number {
-    return this.index.size;
+    return this.count;
   }
 
   /** Digest buckets maintained incrementally (digest(n) for n dividing this is O(n)). */
@@ -401,11 +426,49 @@ export class FlowTable {
     this.tcp = g8(this.tcp, cap * 5);
     this.dirtyBits = g8(this.dirtyBits, cap);
     this.gens = g8(this.gens, cap);
-    for (let i = this.cap; i < cap; i++) {
-      this.keys.push(undefined);
-      this.extra.push(undefined);
-    }
+    // one call instead of a push per slot: growth runs a few times per process, too rarely to be optimised code,
+    // and pushing 2 x 65536 slots in the interpreter took as long as all the typed columns. New slots read undefined.
+    this.keys.length = cap;
+    this.extra.length = cap;
     this.cap = cap;
+    let positions = 16;
+    while (positions < 2 * cap) positions *= 2;
+    if (positions - 1 > this.mask) this.rehash(positions);
+  }
+
+  private rehash(positions: number): void {
+    const old = this.index;
+    const idx = new Uint32Array(2 * positions);
+    const mask = positions - 1;
+    for (let i = 0; i < old.length; i += 2) {
+      if (old[i] === 0) continue;
+      const h = old[i + 1]!;
+      let p = fmix32(h ^ this.seed) & mask;
+      while (idx[2 * p] !== 0) p = (p + 1) & mask;
+      idx[2 * p] = old[i]!;
+      idx[2 * p + 1] = h;
+    }
+    this.index = idx;
+    this.mask = mask;
+  }
+
+  private hashOf(key: string): number {
+    if (key !== this.hashKey) {
+      this.hashKey = key;
+      this.hashVal = keyHash(key);
+    }
+    return this.hashVal;
+  }
+
+  /** The index position holding key, or -1. */
+  private find(key: string, h: number): number {
+    const idx = this.index;
+    const mask = this.mask;
+    for (let p = fmix32(h ^ this.seed) & mask; ; p = (p + 1) & mask) {
+      const s = idx[2 * p]!;
+      if (s === 0) return -1;
+      if (idx[2 * p + 1] === h && this.keys[s - 1] === key) return p;
+    }
   }
 
   private alloc(key: string): number {
@@ -415,20 +478,44 @@ export class FlowTable {
       slot = this.hi++;
     }
     this.keys[slot] = key;
-    this.index.set(key, slot);
+    const h = this.hashOf(key);
+    const idx = this.index;
+    let p = fmix32(h ^ this.seed) & this.mask;
+    while (idx[2 * p] !== 0) p = (p + 1) & this.mask;
+    idx[2 * p] = slot + 1;
+    idx[2 * p + 1] = h;
+    this.count++;
     this.hashesA[slot] = 0;
     this.hashesB[slot] = 0;
     return slot;
   }
 
+  /** Empties position p, moving later entries of its probe run back so that no lookup stops short of them. */
+  private unindex(p: number): void {
+    const idx = this.index;
+    const mask = this.mask;
+    let hole = p;
+    for (let q = (p + 1) & mask; idx[2 * q] !== 0; q = (q + 1) & mask) {
+      const home = fmix32(idx[2 * q + 1]! ^ this.seed) & mask;
+      // the entry at q may fill the hole unless its home lies cyclically in (hole, q]
+      if (hole <= q ? home > hole && home <= q : home > hole || home <= q) continue;
+      idx[2 * hole] = idx[2 * q]!;
+      idx[2 * hole + 1] = idx[2 * q + 1]!;
+      hole = q;
+    }
+    idx[2 * hole] = 0;
+    idx[2 * hole + 1] = 0;
+    this.count--;
+  }
+
   /** The slot of a key, or -1. Slots are stable while the entry lives; use them for cheap column reads. */
   slotOf(key: string): number {
-    const s = this.index.get(key);
-    return s === undefined ? -1 : s;
+    const p = this.find(key, this.hashOf(key));
+    return p < 0 ? -1 : this.index[2 * p]! - 1;
   }
 
   has(key: string): boolean {
-    return this.index.has(key);
+    return this.slotOf(key) >= 0;
   }
 
   /** The slot the last set() wrote: saves the event path a second key lookup. */
@@ -443,9 +530,9 @@ export class FlowTable {
    * hash lookup of a fresh key string counts.
    */
   set(key: string, flow: Flow, version: number, born: number, reportedAt: number, known?: number): number {
-    let slot = known === undefined ? this.index.get(key) : known < 0 ? undefined : known;
+    let slot = known === undefined ? this.slotOf(key) : known;
     let result = 0;
-    if (slot === undefined) {
+    if (slot < 0) {
       slot = this.alloc(key);
       result = SET_ADDED | SET_SIGNIFICANT;
     }
@@ -455,7 +542,10 @@ export class FlowTable {
     // Hashed prefix: key, significant status bits, mark, TCP state; then the significant packed tags.
     w.pos = 0;
     w.ensure(key.length + 16);
-    w.pos = w.buf.write(key, 0, 'latin1');
+    // a key is a few dozen latin1 chars: a loop beats Buffer#write's argument checks and encoding dispatch
+    const kb = w.buf;
+    for (let i = 0; i < key.length; i++) kb[i] = key.charCodeAt(i);
+    w.pos = key.length;
     let p = 0;
     const status = flow.status;
     if (status !== undefined) p |= P_STATUS;
@@ -538,7 +628,10 @@ export class FlowTable {
     packUnknown(T_FLOW_UNKNOWN, flow.unknown);
 
     hash64(w.buf, sigEnd);
-    const ext = w.pos > extraStart ? w.buf.toString('latin1', extraStart, w.pos) : undefined;
+    let ext: string | undefined;
+    if (w.pos === extraStart) ext = undefined;
+    else if (isZeroSynproxy(w.buf, extraStart, w.pos)) ext = ZERO_SYNPROXY;
+    else ext = w.buf.toString('latin1', extraStart, w.pos);
 
     // Minor differences, judged against the previous contents before they are overwritten.
     const timeout = flow.timeout;
@@ -573,7 +666,7 @@ export class FlowTable {
       }
     }
 
-    const b = 2 * (keyHash(key) >>> this.bucketShift);
+    const b = 2 * (this.hashOf(key) >>> this.bucketShift);
     this.buckets[b] ^= oldA ^ hashA;
     this.buckets[b + 1] ^= oldB ^ hashB;
     this.hashesA[slot] = hashA;
@@ -597,17 +690,18 @@ export class FlowTable {
   }
 
   delete(key: string): boolean {
-    const slot = this.index.get(key);
-    if (slot === undefined) return false;
+    const slot = this.slotOf(key);
+    if (slot < 0) return false;
     this.removeSlot(slot, key);
     return true;
   }
 
   private removeSlot(slot: number, key: string): void {
-    const b = 2 * (keyHash(key) >>> this.bucketShift);
+    const h = this.hashOf(key);
+    const b = 2 * (h >>> this.bucketShift);
     this.buckets[b] ^= this.hashesA[slot]!;
     this.buckets[b + 1] ^= this.hashesB[slot]!;
-    this.index.delete(key);
+    this.unindex(this.find(key, h));
     this.keys[slot] = undefined;
     this.extra[slot] = undefined;
     this.dirtyBits[slot] = 0;
@@ -615,7 +709,10 @@ export class FlowTable {
   }
 
   clear(): void {
-    this.index.clear();
+    this.index = new Uint32Array(0);
+    this.mask = 0;
+    this.count = 0;
+    this.hashKey = undefined;
     this.free = [];
     this.keys = [];
     this.extra = [];
@@ -755,8 +852,8 @@ export class FlowTable {
   }
 
   meta(key: string): EntryMeta | undefined {
-    const s = this.index.get(key);
-    if (s === undefined) return undefined;
+    const s = this.slotOf(key);
+    if (s < 0) return undefined;
     return {
       version: this.versions[s]!,
       born: this.borns[s]!,
@@ -770,8 +867,8 @@ export class FlowTable {
 
   /** The stored flow. With `now`, timeout is the remaining lifetime instead of the last reported value. */
   get(key: string, now?: number): Flow | undefined {
-    const s = this.index.get(key);
-    return s === undefined ? undefined : this.flowAt(s, now);
+    const s = this.slotOf(key);
+    return s < 0 ? undefined : this.flowAt(s, now);
   }
 
   flowAt(slot: number, now?: number): Flow {

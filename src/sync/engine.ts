@@ -123,6 +123,8 @@ export class SyncEngine {
   };
   /** Random per start: the peer knows our seqs restarted. Below 2^53 so it stays an exact JS number. */
   readonly session = randomBytes(6).readUIntBE(0, 6) || 1;
+  /** A peer's table was created (on its first frame or link event): a warm standby hooks its changes here. */
+  onPeerTable: (nodeId: string, table: PeerTable) => void = () => {};
   private seq = 0;
   private readonly dirty = new Set<string>();
   private reborn = new Set<string>();
@@ -432,6 +434,7 @@ export class SyncEngine {
     if (!r) {
       r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, lastFrameAt: 0 };
       this.rx.set(nodeId, r);
+      this.onPeerTable(nodeId, r.table);
     }
     return r;
   }

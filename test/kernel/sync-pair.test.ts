@@ -244,6 +244,64 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     await stop(alien);
   });
 
+  test('warm standby: the peer table follows into the standby kernel (not into its own table), and a takeover writes only the delta', async () => {
+    const orig = (i: number) => ({ src: `172.32.${(i >>> 8) & 255}.${i & 255}`, dst: '172.33.0.1', proto: IpProto.Tcp, sport: 2000, dport: 22 });
+    const flow = (i: number): Flow => ({ family: Af.Inet, orig: orig(i), reply: invertTuple(orig(i)), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state: TcpState.Established } } });
+    const ours = (flows: Flow[]) => flows.filter((f) => f.orig.dst === '172.33.0.1');
+    const dumpDoc = async (n: Node, table: 'local' | 'peer', peer?: string) =>
+      (JSON.parse(((await request(n.sock, 'dump', { table, ...(peer ? { peer } : {}) })) as { document: string }).document) as { flows: unknown[] }).flows.map((j) => flowFromJson(j) as Flow);
+    const act = new Conntrack({ netns: active.ns });
+    const sby = new Conntrack({ netns: standby.ns });
+    const sbyCount = async () => ours(await sby.dump()).length;
+    const until = async (what: string, ok: () => Promise<boolean>, ms = 30_000) => {
+      const end = Date.now() + ms;
+      while (!(await ok())) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await sleep(200);
+      }
+    };
+    await stop(standby);
+    standby.conf = writeConf('fw2', SYNC_B, { id: 'fw1', ip: SYNC_A }, 'commit: { warm: true }');
+    await start(standby);
+    try {
+      expect((await act.write(Array.from({ length: 3000 }, (_, i) => ({ op: 'create' as const, flow: flow(i) })))).counts.created).toBe(3000);
+      await until('3000 warm entries in the standby kernel', async () => (await sbyCount()) === 3000);
+      // they are the peer's: not in the standby's own table, so never sent back to the active as fw2's flows (our
+      // own writes raise no events we read; a dump-and-diff is where they would get in)
+      await request(standby.sock, 'flush', { table: 'local' });
+      expect(ours(await dumpDoc(standby, 'local'))).toEqual([]);
+      expect(ours(await dumpDoc(active, 'peer', 'fw2'))).toEqual([]);
+      const s = (await request(standby.sock, 'stats')) as DaemonStats;
+      expect(s.ha.warm).toMatchObject({ trusted: true });
+      expect(s.ha.warm!.held).toBeGreaterThanOrEqual(3000);
+
+      // the active closes a third of them: the standby kernel follows
+      expect((await act.write(Array.from({ length: 1000 }, (_, i) => ({ op: 'delete' as const, flow: flow(i) })))).counts.deleted).toBe(1000);
+      await until('the deletes in the standby kernel', async () => (await sbyCount()) === 2000);
+
+      const report = (await request(standby.sock, 'commit', {}, undefined, 60_000)) as CommitReport;
+      expect(report.warm).toBe(true);
+      expect(report.counts.failed, JSON.stringify(report.failedByErrno)).toBe(0);
+      expect(report.entries).toBeLessThan(2000); // a delta, not the table
+      const after = ours(await sby.dump());
+      expect(after.map((f) => f.orig.src).sort()).toEqual(Array.from({ length: 2000 }, (_, i) => orig(i + 1000).src).sort());
+      expect(after.every((f) => f.protoinfo?.tcp?.state === TcpState.Established)).toBe(true);
+      // committed, they are this node's flows now: its own table picks them up
+      await until('the committed flows in the standby table', async () => ours(await dumpDoc(standby, 'local')).length === 2000);
+    } finally {
+      await act.write(Array.from({ length: 3000 }, (_, i) => ({ op: 'delete' as const, flow: flow(i) })));
+      await stop(standby);
+      // the warm standby wrote every fw1 flow (the traffic's too) and committed them: the standby kernel goes back
+      // to holding only the sync link's own flow, as the later tests expect
+      const written = (await sby.dump()).filter((f) => ![f.orig.src, f.orig.dst].some((a) => a === SYNC_A || a === SYNC_B));
+      await sby.write(written.map((f) => ({ op: 'delete' as const, flow: f })));
+      act.close();
+      sby.close();
+      standby.conf = writeConf('fw2', SYNC_B, { id: 'fw1', ip: SYNC_A });
+      await start(standby);
+    }
+  });
+
   test('a large commit, sent from worker threads, writes the whole copy into the standby kernel and replaces strays', async () => {
     const N = 60_000; // above the size where the commit starts its write threads
     const synthetic = (i: number, state: number): Flow => {

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Flow, Tuple } from '../../../src/kernel/types.js';
-import { bucketOf, decodeKey, flowKey, keyHash } from '../../../src/state/key.js';
+import { decodeFlow, DecodeError, encodeFlow, type EncodeOptions } from '../../../src/kernel/flow-codec.js';
+import { AttrWriter, parseAttrs } from '../../../src/kernel/nla.js';
+import { forEachMessage } from '../../../src/kernel/nfnetlink.js';
+import type { Flow, RawAttr, Tuple } from '../../../src/kernel/types.js';
+import { bucketOf, decodeKey, flowKey, flowKeyFromAttrs, keyHash } from '../../../src/state/key.js';
+import { AF_INET, AF_INET6, flowArb } from '../wire/arbitraries.js';
 import { icmpFlow, tcpFlow, v6Flow } from './flows.js';
 
 describe('flowKey', () => {
@@ -139,5 +143,93 @@ describe('bucketOf', () => {
       expect(c).toBeLessThan(1200);
     }
     expect(keyHash(flowKey(tcpFlow(1)))).toBe(keyHash(flowKey(tcpFlow(1))));
+  });
+});
+
+describe('flowKeyFromAttrs', () => {
+  /** One IPCTNL_MSG_CT_NEW message holding these top-level attributes. */
+  function message(family: number, attrs: RawAttr[]): Buffer {
+    const w = new AttrWriter();
+    w.beginMessage(0x100, 0, 1, family);
+    for (const a of attrs) w.raw(a);
+    w.endMessage();
+    return w.finish();
+  }
+
+  function attrsOf(f: Flow, opts: EncodeOptions): RawAttr[] {
+    const w = new AttrWriter();
+    w.beginMessage(0x100, 0, 1, f.family);
+    encodeFlow(w, f, opts);
+    w.endMessage();
+    const buf = w.finish();
+    return parseAttrs(buf, 20, buf.length)!;
+  }
+
+  /** [what the fast path says, flowKey of what decodeFlow says], or undefined when decodeFlow refuses the message. */
+  function both(buf: Buffer): [string | undefined, string] | undefined {
+    let out: [string | undefined, string] | undefined;
+    forEachMessage(buf, (m) => {
+      const f = decodeFlow(buf, m.payloadOff, m.end, m.family);
+      if (!(f instanceof DecodeError)) out = [flowKeyFromAttrs(buf, m.payloadOff, m.end, m.family), flowKey(f)];
+    });
+    return out;
+  }
+
+  it('is flowKey(decodeFlow(...)) for every flow the kernel layer can encode, unknown attributes and all', () => {
+    fc.assert(
+      fc.property(flowArb(), fc.boolean(), (flow, readOnly) => {
+        const r = both(message(flow.family, attrsOf(flow, { readOnly })));
+        if (r === undefined) return; // e.g. an odd tuple mixing families, which decodeFlow refuses
+        if (r[0] !== undefined) expect(r[0]).toBe(r[1]);
+        // the plain form (no kept attributes, addresses of the message's family) always takes the fast path
+        const v6 = flow.family === AF_INET6;
+        if (!readOnly && flow.orig.src.includes(':') === v6 && flow.orig.dst.includes(':') === v6) expect(r[0]).toBe(r[1]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('never disagrees with decodeFlow on messages spliced from two flows (repeats, any order, another family)', () => {
+    let fast = 0;
+    fc.assert(
+      fc.property(
+        flowArb(),
+        flowArb(),
+        fc.constantFrom(AF_INET, AF_INET6),
+        fc.func(fc.integer()),
+        fc.integer({ min: 1, max: 40 }),
+        (a, b, family, order, n) => {
+          const pool = [...attrsOf(a, { readOnly: true }), ...attrsOf(b, { readOnly: true })];
+          const picked = pool.map((x, i) => ({ x, k: order(i) })).sort((p, q) => p.k - q.k).slice(0, n).map((p) => p.x);
+          const r = both(message(family, picked));
+          if (r !== undefined && r[0] !== undefined) {
+            expect(r[0]).toBe(r[1]);
+            fast++;
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    expect(fast).toBeGreaterThan(50); // not vacuous: many spliced messages still have one orig tuple
+  });
+
+  it('returns, without throwing, on any bytes at all', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(AF_INET, AF_INET6, 0, 7), (bytes, family) => {
+        const buf = Buffer.from(bytes);
+        const k = flowKeyFromAttrs(buf, 0, buf.length, family);
+        expect(k === undefined || typeof k === 'string').toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('takes the fast path for a plain event and gives up on a repeated tuple', () => {
+    const f = tcpFlow(7, { zone: 3 });
+    const attrs = attrsOf(f, {});
+    expect(both(message(AF_INET, attrs))).toEqual([flowKey(f), flowKey(f)]);
+    const twice = both(message(AF_INET, [...attrs, ...attrsOf(tcpFlow(8), {})]));
+    expect(twice?.[0]).toBeUndefined();
+    expect(twice?.[1]).toBe(flowKey(tcpFlow(8, { zone: 3 })));
   });
 });

@@ -78,6 +78,64 @@ describe('FlowTable storage', () => {
     expect(t.get(flowKey(tcpFlow(2499)))).toEqual(tcpFlow(2499));
   });
 
+  it('finds exactly what a Map would under any mix of sets, deletes, sweeps and clears (its own hash index)', () => {
+    // a small universe in a table that starts at 16 slots: long probe runs, wrap-around, deletes inside runs, growth
+    const op = fc.oneof(
+      { weight: 60, arbitrary: fc.record({ kind: fc.constant('set' as const), i: fc.nat(300) }) },
+      { weight: 40, arbitrary: fc.record({ kind: fc.constant('delete' as const), i: fc.nat(300) }) },
+      { weight: 10, arbitrary: fc.record({ kind: fc.constant('sweep' as const), i: fc.nat(300) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('clear' as const), i: fc.constant(0) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 600 }), (ops) => {
+        const t = new FlowTable({ initialCapacity: 16, digestBuckets: 4 });
+        const model = new Map<string, number>();
+        for (const { kind, i } of ops) {
+          const k = flowKey(tcpFlow(i));
+          if (kind === 'set') {
+            put(t, tcpFlow(i), i + 1);
+            model.set(k, i + 1);
+          } else if (kind === 'delete') {
+            expect(t.delete(k)).toBe(model.delete(k));
+          } else if (kind === 'sweep') {
+            // keep only keys below i: endSweep removes through the index, many at once
+            t.beginSweep();
+            for (const key of model.keys()) if (t.versionAt(t.slotOf(key)) <= i) t.touch(t.slotOf(key));
+            t.endSweep();
+            for (const [key, v] of model) if (v > i) model.delete(key);
+          } else {
+            t.clear();
+            model.clear();
+          }
+          expect(t.size).toBe(model.size);
+        }
+        for (let i = 0; i <= 300; i++) {
+          const k = flowKey(tcpFlow(i));
+          const s = t.slotOf(k);
+          expect(s >= 0).toBe(model.has(k));
+          if (s >= 0) {
+            expect(t.keyAt(s)).toBe(k);
+            expect(t.versionAt(s)).toBe(model.get(k));
+          }
+        }
+        const seen: string[] = [];
+        t.forEach((k) => seen.push(k));
+        expect(seen.sort()).toEqual([...model.keys()].sort());
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('frees index positions on delete: endless churn at a constant size stays small and fast', () => {
+    const t = new FlowTable({ initialCapacity: 16 });
+    for (let i = 0; i < 20_000; i++) {
+      put(t, tcpFlow(i));
+      if (i >= 8) expect(t.delete(flowKey(tcpFlow(i - 8)))).toBe(true);
+    }
+    expect(t.size).toBe(8);
+    expect(t.slotOf(flowKey(tcpFlow(19_999)))).toBeLessThan(16); // never grew: slots and positions were reused
+  });
+
   it('iterates every entry once, in the same order each time, also through a resumable scan', () => {
     const t = new FlowTable();
     for (let i = 0; i < 300; i++) put(t, tcpFlow(i));
