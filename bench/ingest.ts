@@ -11,7 +11,7 @@
 import { Lab, type LabProcess } from '../src/lab/netns.js';
 import { routerLab } from '../src/lab/topology.js';
 import { udpFlood } from '../src/lab/traffic.js';
-import { Conntrack } from '../src/kernel/conntrack.js';
+import { flush } from './lib/flows.js';
 import { LineChild, buildC, cpuSeconds, nodeChild, sleep } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
 
@@ -135,14 +135,6 @@ async function trial(
   }
 }
 
-async function flush(ns: string): Promise<void> {
-  const ct = new Conntrack({ netns: ns });
-  try {
-    await ct.flush();
-  } finally {
-    ct.close();
-  }
-}
 
 /** Creates `count` entries from a child node process (Conntrack.write) at `rate`/s (0 = unpaced). */
 async function insertLoad(lab: Lab, ns: string, count: number, rate: number, seed: number): Promise<{ created: number; rate: number }> {

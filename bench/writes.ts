@@ -15,8 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Lab } from '../src/lab/netns.js';
-import { Conntrack } from '../src/kernel/conntrack.js';
-import { conntrackLine } from './lib/flows.js';
+import { conntrackLine, flush } from './lib/flows.js';
 import { conntrackdPair } from './ref/conntrackd.js';
 import { waitFor } from './lib/proc.js';
 import { LineChild, nodeChild } from './lib/proc.js';
@@ -42,14 +41,6 @@ interface Run {
   detail?: unknown;
 }
 
-async function flush(ns: string): Promise<void> {
-  const ct = new Conntrack({ netns: ns });
-  try {
-    await ct.flush();
-  } finally {
-    ct.close();
-  }
-}
 
 async function ours(lab: Lab, ns: string, size: number): Promise<Omit<Run, 'inTable'>> {
   const child = new LineChild(lab, ns, nodeChild('writes-child', [size, SEED]));

@@ -1,4 +1,5 @@
 // Synthetic conntrack entries for the kernel benchmarks: unique TCP ESTABLISHED flows, as Flow objects or `conntrack -R` lines.
+import { Conntrack } from '../../src/kernel/conntrack.js';
 import { Af, IpProto, type Flow } from '../../src/kernel/types.js';
 
 const IPS_SEEN_REPLY = 0x2;
@@ -43,4 +44,14 @@ export function conntrackLine(i: number, seed: number): string {
     `-I -p tcp -t ${BENCH_TIMEOUT_S} -u SEEN_REPLY,ASSURED --state ESTABLISHED -s ${t.src} -d ${t.dst} ` +
     `-r ${t.dst} -q ${t.src} --sport ${t.sport} --dport ${t.dport} --reply-port-src ${t.dport} --reply-port-dst ${t.sport}`
   );
+}
+
+/** Empties a namespace's table between runs. */
+export async function flush(ns: string): Promise<void> {
+  const ct = new Conntrack({ netns: ns });
+  try {
+    await ct.flush();
+  } finally {
+    ct.close();
+  }
 }

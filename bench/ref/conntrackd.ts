@@ -12,13 +12,12 @@
 //   through ctnetlink (our batched writes) arrive as ordinary NEW events and are synced like traffic.
 // - `conntrackd -c` holds the client connection open until the daemon has finished the commit, so the command's
 //   wall time is the commit time. sync-ref.ts re-checks this on every run (kernel count right after return).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Lab, LabProcess } from '../../src/lab/netns.js';
-import { pollUntil, syncTopology, type CommitResult, type PairOptions, type SyncPair, type SyncTopology } from './harness.js';
+import { pairWorkDir, pollUntil, syncTopology, type CommitResult, type PairOptions, type SyncPair, type SyncTopology } from './harness.js';
 
 /** Request codes of conntrackd 1.4.7's UNIX socket (include/conntrackd.h). */
 export const enum CtdRequest {
@@ -214,13 +213,7 @@ export interface ConntrackdPairOptions extends PairOptions {
  */
 export async function conntrackdPair(lab: Lab, opts: ConntrackdPairOptions = {}): Promise<ConntrackdPair> {
   const topo: SyncTopology = opts.topo ?? (await syncTopology(lab));
-  const ownDir = opts.workDir === undefined;
-  const workDir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'ctsr-'));
-  mkdirSync(workDir, { recursive: true });
-  const removeDir = (): void => {
-    if (ownDir) rmSync(workDir, { recursive: true, force: true });
-  };
-  process.once('exit', removeDir);
+  const { dir: workDir, remove: removeDir } = pairWorkDir(opts.workDir, 'ctsr-');
   const capacity = opts.capacity ?? 1_000_000;
   const linkNet = `${topo.actAddr.split('.').slice(0, 3).join('.')}.0/24`;
 
@@ -328,7 +321,6 @@ export async function conntrackdPair(lab: Lab, opts: ConntrackdPairOptions = {})
     async stop() {
       await Promise.all([active.proc.stop(2000), standby.proc.stop(2000)]);
       removeDir();
-      process.off('exit', removeDir);
     },
   };
   return pair;

@@ -12,8 +12,7 @@
 //   kernel, so the entries are in the table when it resolves (sync-ref.ts re-checks with nf_conntrack_count).
 // - Security mode psk (TLS 1.3 with a pre-shared key, what users run); conntrackd has no encryption at all.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -21,7 +20,7 @@ import { request } from '../../src/control/client.js';
 import type { CommitReport } from '../../src/state/commit.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import type { Lab, LabProcess } from '../../src/lab/netns.js';
-import { pollUntil, syncTopology, type CommitResult, type PairOptions, type SyncPair, type SyncTopology } from './harness.js';
+import { pairWorkDir, pollUntil, syncTopology, type CommitResult, type PairOptions, type SyncPair, type SyncTopology } from './harness.js';
 
 /** The built CLI. From bench/ref/ctsync.ts (vite-node) and dist/bench/ref/ctsync.js alike: find the repo root. */
 function repoRoot(): string {
@@ -89,13 +88,7 @@ function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; k
  */
 export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promise<CtsyncPair> {
   const topo: SyncTopology = opts.topo ?? (await syncTopology(lab));
-  const ownDir = opts.workDir === undefined;
-  const workDir = opts.workDir ?? mkdtempSync(join(tmpdir(), 'ctsx-'));
-  mkdirSync(workDir, { recursive: true });
-  const removeDir = (): void => {
-    if (ownDir) rmSync(workDir, { recursive: true, force: true });
-  };
-  process.once('exit', removeDir);
+  const { dir: workDir, remove: removeDir } = pairWorkDir(opts.workDir, 'ctsx-');
   const keyFile = join(workDir, 'cluster.key');
   execFileSync(process.execPath, [CTSYNC_MAIN, 'keygen', keyFile], { stdio: 'ignore' });
   const linkNet = `${topo.actAddr.split('.').slice(0, 3).join('.')}.0/24`;
@@ -193,7 +186,6 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
     async stop() {
       await Promise.all([active.proc.stop(3000), standby.proc.stop(3000)]);
       removeDir();
-      process.off('exit', removeDir);
     },
   };
   return pair;

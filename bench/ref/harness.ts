@@ -1,6 +1,8 @@
 // The side-by-side sync benchmark's shared ground: the two-node topology, the burst workload, process and link
 // counters, and the SyncPair contract that conntrackd (bench/ref/conntrackd.ts) and ctsync both implement.
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Conntrack, type WriteReport } from '../../src/kernel/conntrack.js';
 import type { Flow } from '../../src/kernel/types.js';
@@ -96,6 +98,21 @@ const DPORTS = [443, 80, 22, 53, 8080];
  * 172.21.0.z:dport, unNATed. Up to 16 x 65536 x 5 distinct tuples. These addresses never route anywhere:
  * the entries are written straight into the table.
  */
+/**
+ * A pair's files: opts' workDir, or a fresh one under /tmp named from prefix. remove() deletes it only if it was
+ * ours to create; it also runs at process exit until called.
+ */
+export function pairWorkDir(workDir: string | undefined, prefix: string): { dir: string; remove: () => void } {
+  const dir = workDir ?? mkdtempSync(join(tmpdir(), prefix));
+  mkdirSync(dir, { recursive: true });
+  const remove = (): void => {
+    process.off('exit', remove);
+    if (workDir === undefined) rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', remove);
+  return { dir, remove };
+}
+
 export function burstFlows(n: number, offset = 0): Flow[] {
   const flows = new Array<Flow>(n);
   for (let k = 0; k < n; k++) {

@@ -77,7 +77,7 @@ export interface ConntrackStats {
 /** A command socket on one network namespace's conntrack table. */
 export class Conntrack {
   readonly sock: NetfilterSocket;
-  private seq = Math.floor(Math.random() * 0x3fffffff);
+  private readonly seqs = new SeqRange();
   private readonly pending = new Map<number, Pending>();
   readonly stats: ConntrackStats = { requests: 0, malformed: 0, overruns: 0 };
 
@@ -129,15 +129,7 @@ export class Conntrack {
   }
 
   private nextSeq(): number {
-    return this.reserveSeqs(1);
-  }
-
-  /** n consecutive sequence numbers (never 0, never wrapping inside the range); returns the first. */
-  reserveSeqs(n: number): number {
-    if (this.seq + n > 0xffffffff) this.seq = 0;
-    const first = this.seq + 1;
-    this.seq += n;
-    return first;
+    return this.seqs.take(1);
   }
 
   /** Dump the table; retried when the kernel reports the dump was interrupted by a concurrent change of the hash. */
@@ -225,31 +217,22 @@ export class Conntrack {
    * answers failures even without NLM_F_ACK, so when that ack arrives every message before it without an
    * error has succeeded. That halves the kernel's work and our receive buffer use compared to an ack each.
    */
-  private async roundTrip<T>(items: T[], build: (w: AttrWriter, item: T, seq: number, ackFlag: number) => void): Promise<number[]> {
-    const errnos = new Array<number>(items.length).fill(ENOBUFS);
-    const inflight: Promise<void>[] = [];
-    for (let start = 0; start < items.length; start += BATCH) {
-      const end = Math.min(items.length, start + BATCH);
-      const w = new AttrWriter(256 * (end - start));
-      const seq0 = this.reserveSeqs(end - start);
-      for (let i = start; i < end; i++) build(w, items[i], seq0 + i - start, i === end - 1 ? NLM_F_ACK : 0);
-      inflight.push(this.sendBatch(w.finish(), seq0, end - start, errnos, start));
-      if (inflight.length >= WINDOW) await inflight.shift();
-    }
-    await Promise.all(inflight);
-    return errnos;
+  private roundTrip<T>(items: T[], build: Encode<T>): Promise<number[]> {
+    return this.sendAll(datagrams(items, build, this.seqs), items.length);
   }
 
-  /**
-   * Send datagrams built elsewhere (encodeCreates, in another thread) with the same ack barrier and window:
-   * batch k holds counts[k] messages numbered seq0s[k] onwards, only the last asking for an ack.
-   */
-  async sendEncoded(batches: Buffer[], seq0s: number[], counts: number[]): Promise<number[]> {
-    const total = counts.reduce((a, b) => a + b, 0);
+  /** Sends datagrams built elsewhere (encodeBatches, in another thread) with the same ack barrier and window. */
+  sendEncoded(batches: Datagram[]): Promise<number[]> {
+    const last = batches.at(-1);
+    return this.sendAll(batches, last ? last.at + last.count : 0);
+  }
+
+  /** WINDOW datagrams in flight at most; resolves with the errno of each of the `total` messages. */
+  private async sendAll(batches: Iterable<Datagram>, total: number): Promise<number[]> {
     const errnos = new Array<number>(total).fill(ENOBUFS);
     const inflight: Promise<void>[] = [];
-    for (let k = 0, at = 0; k < batches.length; at += counts[k]!, k++) {
-      inflight.push(this.sendBatch(batches[k]!, seq0s[k]!, counts[k]!, errnos, at));
+    for (const b of batches) {
+      inflight.push(this.sendBatch(b.datagram, b.seq0, b.count, errnos, b.at));
       if (inflight.length >= WINDOW) await inflight.shift();
     }
     await Promise.all(inflight);
@@ -390,26 +373,44 @@ export function encodeCreate(w: AttrWriter, f: Flow, policy: WritePolicy, seq: n
   w.endMessage();
 }
 
-/** Datagrams for Conntrack.sendEncoded: BATCH messages each, numbered from seqs(n) per datagram. */
-export interface EncodedBatches {
-  batches: Buffer[];
-  seq0s: number[];
-  counts: number[];
+/** Writes one whole request for item, numbered seq; ackFlag is NLM_F_ACK for a datagram's last message only. */
+export type Encode<T> = (w: AttrWriter, item: T, seq: number, ackFlag: number) => void;
+
+/** One sendmsg: `count` messages numbered from seq0, for items at..at+count of the caller's list. */
+export interface Datagram {
+  datagram: Buffer;
+  seq0: number;
+  count: number;
+  at: number;
 }
 
-/** One message per item (encode writes it whole; only a datagram's last one gets NLM_F_ACK in ackFlag). */
-export function encodeBatches<T>(items: T[], encode: (w: AttrWriter, item: T, seq: number, ackFlag: number) => void, seqs: (n: number) => number): EncodedBatches {
-  const out: EncodedBatches = { batches: [], seq0s: [], counts: [] };
+/** Sequence numbers handed out in runs: never 0, never wrapping inside a run. */
+export class SeqRange {
+  private seq = Math.floor(Math.random() * 0x3fffffff);
+
+  /** n consecutive numbers; returns the first. */
+  take(n: number): number {
+    if (this.seq + n > 0xffffffff) this.seq = 0;
+    const first = this.seq + 1;
+    this.seq += n;
+    return first;
+  }
+}
+
+/** The items' requests, BATCH per datagram, encoded lazily (a writer in its window holds only WINDOW of them). */
+function* datagrams<T>(items: T[], encode: Encode<T>, seqs: SeqRange): Generator<Datagram> {
   for (let start = 0; start < items.length; start += BATCH) {
     const end = Math.min(items.length, start + BATCH);
     const w = new AttrWriter(256 * (end - start));
-    const seq0 = seqs(end - start);
+    const seq0 = seqs.take(end - start);
     for (let i = start; i < end; i++) encode(w, items[i]!, seq0 + i - start, i === end - 1 ? NLM_F_ACK : 0);
-    out.batches.push(w.finish());
-    out.seq0s.push(seq0);
-    out.counts.push(end - start);
+    yield { datagram: w.finish(), seq0, count: end - start, at: start };
   }
-  return out;
+}
+
+/** All of the items' datagrams at once, for Conntrack.sendEncoded in another thread. */
+export function encodeBatches<T>(items: T[], encode: Encode<T>, seqs: SeqRange): Datagram[] {
+  return [...datagrams(items, encode, seqs)];
 }
 
 function report(results: WriteResult[], durationMs: number): WriteReport {

@@ -2,20 +2,20 @@
 // thread spends about as long in the kernel as in JavaScript. Here the main thread encodes and each worker only
 // sends (and counts acks) on its own socket, so the kernel's half runs on other cores.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { Conntrack, encodeBatches, type EncodedBatches } from './conntrack.js';
-import type { AttrWriter } from './nla.js';
+import { Conntrack, encodeBatches, SeqRange, type Datagram, type Encode } from './conntrack.js';
 import { ENOBUFS } from './errno.js';
 import { loadNative } from './netlink-socket.js';
 
 const ROLE = 'ctsync-write-pool';
 
-interface Job extends EncodedBatches {
+interface Job {
   id: number;
+  batches: Datagram[];
 }
 
 interface Lane {
   worker: Worker;
-  seq: number;
+  seqs: SeqRange;
   busy: number;
   jobs: Map<number, { resolve(errnos: number[]): void; reject(err: Error): void }>;
 }
@@ -35,7 +35,7 @@ export class WritePool {
     // other thread holds the binding, it is already unloaded then and the process crashes. This thread holds it.
     loadNative();
     const lanes = Array.from({ length: size }, (): Lane => {
-      const lane: Lane = { worker: new Worker(new URL(import.meta.url), { workerData: { role: ROLE, netns } }), seq: 1, busy: 0, jobs: new Map() };
+      const lane: Lane = { worker: new Worker(new URL(import.meta.url), { workerData: { role: ROLE, netns } }), seqs: new SeqRange(), busy: 0, jobs: new Map() };
       lane.worker.on('message', (m: { id: number; errnos: number[] }) => {
         const job = lane.jobs.get(m.id);
         lane.jobs.delete(m.id);
@@ -61,15 +61,9 @@ export class WritePool {
    * One request per item, encoded here by `encode` (as Conntrack's own requests are) and sent by the least busy
    * worker: the errno per item (0 = done), as Conntrack.write sees them.
    */
-  send<T>(items: T[], encode: (w: AttrWriter, item: T, seq: number, ackFlag: number) => void): Promise<number[]> {
+  send<T>(items: T[], encode: Encode<T>): Promise<number[]> {
     const lane = this.lanes.reduce((a, b) => (b.busy < a.busy ? b : a));
-    const enc = encodeBatches(items, encode, (n) => {
-      if (lane.seq + n > 0xffffffff) lane.seq = 1;
-      const first = lane.seq;
-      lane.seq += n;
-      return first;
-    });
-    const job: Job = { id: this.nextId++, ...enc };
+    const job: Job = { id: this.nextId++, batches: encodeBatches(items, encode, lane.seqs) };
     lane.busy++;
     return new Promise((resolve, reject) => {
       lane.jobs.set(job.id, { resolve, reject });
@@ -101,11 +95,13 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
       port.close();
       return;
     }
-    const batches = m.batches.map((b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-    ct.sendEncoded(batches, m.seq0s, m.counts).then(
+    // structured clone turns each Buffer into a plain Uint8Array: view it as a Buffer again
+    const batches = m.batches.map((b) => ({ ...b, datagram: Buffer.from(b.datagram.buffer, b.datagram.byteOffset, b.datagram.byteLength) }));
+    const total = batches.reduce((n, b) => n + b.count, 0);
+    ct.sendEncoded(batches).then(
       (errnos) => port.postMessage({ id: m.id, errnos }),
       // unanswered, as Conntrack.write reports lost replies
-      () => port.postMessage({ id: m.id, errnos: new Array<number>(m.counts.reduce((a, b) => a + b, 0)).fill(ENOBUFS) }),
+      () => port.postMessage({ id: m.id, errnos: new Array<number>(total).fill(ENOBUFS) }),
     );
   });
 }

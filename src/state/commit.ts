@@ -87,37 +87,30 @@ export async function commitPeerTables(
     for (const t of list) {
       const table = t.table;
       for (let cursor = 0; cursor >= 0; ) {
-        if (pool) {
-          const slots: number[] = [];
-          cursor = table.scan(cursor, CHUNK, (_key, slot) => {
-            if (table.remainingOrNoneAt(slot, now) === 0) expiredSkipped++;
-            else if (table.isPlainOrSynproxyAt(slot, plain)) slots.push(slot);
-            else {
-              const f = table.flowAt(slot, now);
-              if (f.master) related.push(f);
-              else slots.push(slot);
-            }
-          });
-          if (!slots.length) continue;
-          // encoded now, in this tick: the slots are only valid until we yield
-          const errnos = pool.send(slots, (w, slot, seq, ack) => {
-            if (!encodeCreateAt(w, table, slot, now, policy, seq, ack)) encodeCreate(w, table.flowAt(slot, now), policy, seq, ack);
-          });
-          inflight.push(sendPooled(pool, t, slots.map((s) => table.keyAt(s)!), errnos));
-          // two chunks per worker in flight: one being sent, one queued behind it
-          if (inflight.length >= 2 * pool.size) await inflight.shift();
-          await new Promise((r) => setImmediate(r)); // the link, heartbeats and the control socket get their turn
-        } else {
-          const chunk: Flow[] = [];
-          // by slot, not t.get(key): skips a string-keyed index lookup per entry
-          cursor = table.scan(cursor, CHUNK, (_key, slot) => {
+        const slots: number[] = [];
+        // by slot, not t.get(key): skips an index lookup per entry
+        cursor = table.scan(cursor, CHUNK, (_key, slot) => {
+          if (table.remainingOrNoneAt(slot, now) === 0) expiredSkipped++;
+          else if (table.isPlainOrSynproxyAt(slot, plain)) slots.push(slot);
+          else {
             const f = table.flowAt(slot, now);
-            if (f.timeout === 0) expiredSkipped++;
-            else if (f.master) related.push(f);
-            else chunk.push(f);
-          });
-          if (chunk.length) await write(chunk);
+            if (f.master) related.push(f);
+            else slots.push(slot);
+          }
+        });
+        if (!slots.length) continue;
+        if (!pool) {
+          await write(slots.map((s) => table.flowAt(s, now)));
+          continue;
         }
+        // encoded now, in this tick: the slots are only valid until we yield
+        const errnos = pool.send(slots, (w, slot, seq, ack) => {
+          if (!encodeCreateAt(w, table, slot, now, policy, seq, ack)) encodeCreate(w, table.flowAt(slot, now), policy, seq, ack);
+        });
+        inflight.push(sendPooled(pool, t, slots.map((s) => table.keyAt(s)!), errnos));
+        // two chunks per worker in flight: one being sent, one queued behind it
+        if (inflight.length >= 2 * pool.size) await inflight.shift();
+        await new Promise((r) => setImmediate(r)); // the link, heartbeats and the control socket get their turn
       }
     }
     await Promise.all(inflight);
@@ -125,9 +118,7 @@ export async function commitPeerTables(
     await pool?.close();
   }
   for (let i = 0; i < related.length; i += CHUNK) await write(related.slice(i, i + CHUNK));
-  const flowsWritten = entries;
-  const durationMs = performance.now() - t0;
-  return { entries: flowsWritten, counts, failedByErrno, expiredSkipped, workers: pool?.size ?? 0, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: flowsWritten ? Math.round(flowsWritten / (durationMs / 1000)) : 0 };
+  return finish(t0, { entries, counts, failedByErrno, expiredSkipped, workers: pool?.size ?? 0 });
 }
 
 /**
@@ -147,9 +138,14 @@ export async function commitKeys(ct: Conntrack, tables: Iterable<PeerTable>, key
     else if (f) ops.push({ op: 'replace', flow: f });
   }
   const r = await ct.write(ops, policy);
-  const durationMs = performance.now() - t0;
   const written = ops.filter((o) => o.op === 'replace').length;
-  return { entries: written, counts: r.counts, failedByErrno: r.failedByErrno, expiredSkipped, workers: 0, durationMs: Math.round(durationMs * 10) / 10, ratePerSec: written ? Math.round(written / (durationMs / 1000)) : 0 };
+  return finish(t0, { entries: written, counts: r.counts, failedByErrno: r.failedByErrno, expiredSkipped, workers: 0 });
+}
+
+/** The report with the duration since t0 and the rate it makes. */
+function finish(t0: number, r: Omit<CommitReport, 'durationMs' | 'ratePerSec'>): CommitReport {
+  const ms = performance.now() - t0;
+  return { ...r, durationMs: Math.round(ms * 10) / 10, ratePerSec: r.entries ? Math.round(r.entries / (ms / 1000)) : 0 };
 }
 
 /** Labels can be written only if the loaded ruleset uses `ct label` (else ENOSPC): ask nft in our namespace. */

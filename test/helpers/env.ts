@@ -2,6 +2,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { request } from '../../src/control/client.js';
+import type { Lab, LabProcess } from '../../src/lab/netns.js';
 
 export const CTSYNC_BIN = fileURLToPath(new URL('../../dist/src/cli/main.js', import.meta.url));
 
@@ -44,4 +46,17 @@ export function runCtsync(args: string[], input?: string, timeoutMs = 60_000): P
     });
     child.stdin.end(input ?? '');
   });
+}
+
+/** `ctsync daemon -c conf` in ns, once its control socket at sock answers (10 s, else the error shows its stderr). */
+export async function startDaemon(lab: Lab, ns: string, conf: string, sock: string): Promise<LabProcess> {
+  const proc = lab.spawn(ns, [process.execPath, CTSYNC_BIN, 'daemon', '-c', conf]);
+  for (const until = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    try {
+      await request(sock, 'stats');
+      return proc;
+    } catch {
+      if (Date.now() > until) throw new Error(`daemon in ${ns} did not start: ${proc.stderrTail.join('\n')}`);
+    }
+  }
 }

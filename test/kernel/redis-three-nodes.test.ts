@@ -9,7 +9,7 @@ import { Lab, type LabProcess } from '../../src/lab/netns.js';
 import { request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { listFlows } from '../helpers/conntrack-cli.js';
-import { CTSYNC_BIN, cannotRun, runCtsync } from '../helpers/env.js';
+import { cannotRun, startDaemon, runCtsync } from '../helpers/env.js';
 import { RedisServer, redisMissing } from '../../src/lab/redis-server.js';
 
 const PREFIX = 'ctsr5-';
@@ -38,17 +38,7 @@ describe.skipIf(reason !== undefined)('three daemons through redis, the master m
   const nodes: Node[] = [];
 
   async function start(n: Node): Promise<void> {
-    n.proc = lab.spawn(n.ns, [process.execPath, CTSYNC_BIN, 'daemon', '-c', n.conf]);
-    const until = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await request(n.sock, 'stats');
-        return;
-      } catch {
-        if (Date.now() > until) throw new Error(`daemon in ${n.ns} did not start: ${n.proc.stderrTail.join('\n')}`);
-        await sleep(100);
-      }
-    }
+    n.proc = await startDaemon(lab, n.ns, n.conf, n.sock);
   }
 
   /** Flows as "src:sport" of the test range 10.66.0.0/16 in a node's kernel. */

@@ -15,7 +15,7 @@ import type { CommitReport } from '../../src/state/commit.js';
 import { request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { comparableKey, flowToComparable, listFlows, toComparable, type ComparableFlow } from '../helpers/conntrack-cli.js';
-import { CTSYNC_BIN, cannotRun } from '../helpers/env.js';
+import { cannotRun, startDaemon } from '../helpers/env.js';
 
 const PREFIX = 'ctsp-';
 const reason = cannotRun(['ip', 'nft', 'conntrack', 'python3'], true);
@@ -63,17 +63,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   }
 
   async function start(n: Node): Promise<void> {
-    n.proc = lab.spawn(n.ns, [process.execPath, CTSYNC_BIN, 'daemon', '-c', n.conf]);
-    const until = Date.now() + 10_000;
-    for (;;) {
-      try {
-        await request(n.sock, 'stats');
-        return;
-      } catch {
-        if (Date.now() > until) throw new Error(`daemon in ${n.ns} did not start: ${n.proc.stderrTail.join('\n')}`);
-        await sleep(100);
-      }
-    }
+    n.proc = await startDaemon(lab, n.ns, n.conf, n.sock);
   }
 
   async function stop(n: Node, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
