@@ -33,7 +33,7 @@ export interface Config {
     coalesce: number;
   };
   link: { heartbeat: number; deadAfter: number; maxFrame: number };
-  transport: 'tcp' | 'redis';
+  transport: 'tcp' | 'redis' | 'both';
   redis: {
     mode: 'single' | 'sentinel' | 'cluster';
     addresses: string[];
@@ -142,9 +142,10 @@ function crossCheck(c: Config, problems: string[]): void {
   for (const z of c.sync.zones) if (!/^\d+$/.test(z) || Number(z) > 0xffff) problems.push(`sync.zones: '${z}' must be a zone number 0..65535`);
   for (const m of c.sync.marks) if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
   if (c.link.deadAfter <= c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be longer than link.heartbeat (${c.link.heartbeat} ms)`);
-  if (c.transport === 'redis') {
+  if (c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
+  if (c.transport !== 'tcp') {
     const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
-    if (!ids.length) problems.push('redis.peers: transport redis needs the other nodes\' ids (redis.peers, or peers)');
+    if (!ids.length) problems.push(`redis.peers: transport ${c.transport} needs the other nodes' ids (redis.peers, or peers)`);
     if (ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
     if (c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
     if (c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');

@@ -56,7 +56,7 @@ export const SCHEMA = {
   'sync.digestInterval': { type: 'duration', default: 60000, doc: 'How often peers compare table digests (anti-entropy) and repair what differs.' },
   'sync.coalesce': { type: 'duration', default: 5, doc: 'Changes are batched for this long (ms) into one frame.' },
 
-  transport: { type: 'string', default: 'tcp', doc: 'How frames travel: tcp (the direct TLS peer link) or redis (Redis Streams: clusters of more than two nodes, state that outlives restarts; see redis.*).', flag: 'transport', check: oneOf('tcp', 'redis') },
+  transport: { type: 'string', default: 'tcp', doc: 'How frames travel: tcp (the direct TLS peer link), redis (Redis Streams: clusters of more than two nodes, state that outlives restarts; see redis.*), or both (each change goes both ways; per peer, a commit takes the copy from the path that heard from it last, the direct link when level; costs twice the send work and twice the standby memory).', flag: 'transport', check: oneOf('tcp', 'redis', 'both') },
   'redis.mode': { type: 'string', default: 'single', doc: 'single (one server), sentinel (ask redis.addresses, the sentinels, for redis.name\'s master) or cluster (redis.addresses are seed nodes; a node\'s keys share one hash tag, so one slot).', check: oneOf('single', 'sentinel', 'cluster') },
   'redis.addresses': { type: 'string[]', default: ['127.0.0.1:6379'], doc: 'HOST:PORT of the server, of the sentinels, or of cluster seed nodes.' },
   'redis.name': { type: 'string', doc: 'sentinel mode: name of the monitored master.' },

@@ -4,6 +4,7 @@ import type { Config } from '../config/load.js';
 import { KernelMirror } from '../state/mirror.js';
 import { systemClock } from '../state/clock.js';
 import { SyncEngine } from '../sync/engine.js';
+import { SyncPaths } from '../sync/paths.js';
 import { compileFilter } from '../sync/filter.js';
 import { TcpTransport, loadPsk } from '../transport/tcp/index.js';
 import { RedisTransport } from '../transport/redis/index.js';
@@ -30,8 +31,9 @@ const hostOf = (hostPort: string) => hostPort.replace(/:\d+$/, '').replace(/^\[|
 export class Daemon {
   readonly startedAt = Date.now();
   readonly mirror: KernelMirror;
-  readonly engine: SyncEngine;
-  readonly transport: Transport;
+  /** One sync engine per transport (two with `transport: both`), fed by the same local table. */
+  readonly sync: SyncPaths;
+  readonly transports: Transport[];
   readonly control: ControlServer;
   readonly ha: HaMachine;
   private metrics?: Server;
@@ -46,15 +48,15 @@ export class Daemon {
   constructor(
     readonly cfg: Readonly<Config>,
     readonly log: Logger,
-    transport?: Transport,
   ) {
     // the sync link's own endpoints never sync: their flows would feed back on themselves
-    const linkHosts = [hostOf(cfg.listen), ...cfg.peers.flatMap((p) => p.addresses.map(hostOf)), ...(cfg.transport === 'redis' ? cfg.redis.addresses.map(hostOf) : [])].filter((h) => h !== '0.0.0.0' && h !== '::');
+    const viaRedis = cfg.transport !== 'tcp';
+    const linkHosts = [hostOf(cfg.listen), ...cfg.peers.flatMap((p) => p.addresses.map(hostOf)), ...(viaRedis ? cfg.redis.addresses.map(hostOf) : [])].filter((h) => h !== '0.0.0.0' && h !== '::');
     const synced = compileFilter(cfg.sync, linkHosts);
     this.mirror = new KernelMirror({
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
-      // a warm standby's entries are the peers' flows, not ours: they must not go back to the peers as ours
+      // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
       filter: cfg.commit.warm ? (f) => synced(f) && !this.warm!.holds(flowKey(f)) : synced,
       clock: systemClock,
       log: log.child({ c: 'kernel' }),
@@ -62,33 +64,45 @@ export class Daemon {
       minAgeMs: cfg.sync.minAge,
     });
     // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
-    const macKey = cfg.transport === 'redis' && cfg.security.mode !== 'insecure' ? createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile')) : undefined;
-    this.transport = transport ?? buildTransport(cfg, log, macKey);
-    this.engine = new SyncEngine(
-      {
-        nodeId: cfg.nodeId,
-        clusterId: cfg.clusterId,
-        coalesceMs: cfg.sync.coalesce,
-        digestIntervalMs: cfg.sync.digestInterval,
-        heartbeatMs: cfg.link.heartbeat,
-        maxFrameBytes: cfg.link.maxFrame,
-        ...(macKey ? { macKey } : {}),
-      },
-      this.mirror.local,
-      this.transport,
-      systemClock,
-      log.child({ c: 'sync' }),
-    );
+    const macKey = viaRedis && cfg.security.mode !== 'insecure' ? createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile')) : undefined;
+    const kinds = cfg.transport === 'both' ? (['tcp', 'redis'] as const) : [cfg.transport];
+    const paths = kinds.map((kind) => {
+      const transport = kind === 'redis' ? redisTransport(cfg, log, macKey) : tcpTransport(cfg, log);
+      const engine = new SyncEngine(
+        {
+          nodeId: cfg.nodeId,
+          clusterId: cfg.clusterId,
+          coalesceMs: cfg.sync.coalesce,
+          digestIntervalMs: cfg.sync.digestInterval,
+          heartbeatMs: cfg.link.heartbeat,
+          maxFrameBytes: cfg.link.maxFrame,
+          ...(kind === 'redis' && macKey ? { macKey } : {}),
+        },
+        this.mirror.local,
+        transport,
+        systemClock,
+        log.child({ c: kinds.length > 1 ? `sync-${kind}` : 'sync' }),
+      );
+      return { name: kind, engine, transport };
+    });
+    this.transports = paths.map((p) => p.transport);
+    // paths within one heartbeat of each other are level: the direct link wins
+    this.sync = new SyncPaths(paths, cfg.link.heartbeat);
     if (cfg.commit.warm) {
-      const warm = new WarmStandby(this.mirror.ct, () => this.engine.peerTables().values(), () => this.writePolicy(false), () => systemClock.now(), log.child({ c: 'warm' }));
+      const warm = new WarmStandby(this.mirror.ct, () => this.sync.peerTables().values(), () => this.writePolicy(false), () => systemClock.now(), log.child({ c: 'warm' }));
       this.warm = warm;
-      this.engine.onPeerTable = (_id, t) => (t.onChange = (k) => warm.changed(k));
+      for (const p of paths) p.engine.onPeerTable = (_id, t) => (t.onChange = (k) => warm.changed(k));
+      // a peer's copy now comes from another path: whatever differs between the two must be written
+      this.sync.onSwitch = (_id, from, to) => {
+        from?.forEach((k) => warm.changed(k));
+        to.forEach((k) => warm.changed(k));
+      };
       this.mirror.onForeignDestroy = (k) => warm.destroyed(k);
       this.mirror.onEventsLost = () => warm.eventsLost();
     }
     this.mirror.onChange = (key, change) => {
-      if (change === 'added' || change === 'replaced') this.engine.changed(key, true);
-      else if (change === 'changed' || change === 'removed') this.engine.changed(key);
+      if (change === 'added' || change === 'replaced') this.sync.changed(key, true);
+      else if (change === 'changed' || change === 'removed') this.sync.changed(key);
     };
     this.ha = new HaMachine(
       {
@@ -96,11 +110,11 @@ export class Daemon {
         takeOver: async () => {
           // the committed flows are ours now: once the commit's closing resync has picked them up, send our whole
           // table out (not awaited: the transition's result is the commit's)
-          void this.mirror.settled().then(() => this.engine.bulk());
+          void this.mirror.settled().then(() => this.sync.bulk());
         },
         requestResync: () => {
           this.warm?.resume(); // not MASTER any more: follow the new master's table into our kernel again
-          this.engine.requestResync();
+          this.sync.requestResync();
         },
         schedulePurge: () => {
           this.warm?.resume();
@@ -110,7 +124,7 @@ export class Daemon {
           if (this.purgeTimer) clearTimeout(this.purgeTimer);
           this.purgeTimer = undefined;
         },
-        flushSends: () => this.engine.flush(),
+        flushSends: () => this.sync.flush(),
       },
       log.child({ c: 'ha' }),
     );
@@ -130,7 +144,7 @@ export class Daemon {
     try {
       // warm standby: most of the table is in the kernel already; only the last round's changes are left
       const delta = await this.warm?.takeOver();
-      const tables = this.engine.peerTables().values();
+      const tables = this.sync.peerTables().values();
       const policy = this.writePolicy(labels);
       report = delta
         ? { ...(await commitKeys(this.mirror.ct, tables, delta, policy, systemClock.now())), warm: true }
@@ -167,7 +181,7 @@ export class Daemon {
   /** Feed readiness back into VRRP through the track file, on every change. */
   private updateReadiness(): void {
     const r = readiness(
-      peerReadiness(this.engine.status(), syncPeerIds(this.cfg), this.startedAt, systemClock.now()),
+      peerReadiness(this.sync.status(), syncPeerIds(this.cfg), this.startedAt, systemClock.now()),
       this.cfg.ha.maxLinkDown,
       this.ha.role === 'master',
       Date.now() - this.startedAt,
@@ -189,9 +203,9 @@ export class Daemon {
   async start(): Promise<void> {
     if (this.cfg.security.mode === 'insecure') this.log.warn('security.mode is insecure: the peer link is PLAINTEXT and UNAUTHENTICATED; anyone who reaches it can write conntrack entries');
     await this.mirror.start();
-    this.engine.start();
+    this.sync.start();
     this.warm?.start();
-    await this.transport.start();
+    for (const t of this.transports) await t.start();
     await this.control.start();
     if (this.cfg.metrics.listen) this.metrics = await serveMetrics(this.cfg.metrics.listen, () => collectMetrics(this.stats()));
     this.updateReadiness();
@@ -210,7 +224,7 @@ export class Daemon {
   async refresh(): Promise<number> {
     try {
       const drift = await this.mirror.refresh();
-      this.engine.sendRefreshes(drift);
+      this.sync.sendRefreshes(drift);
       return drift.length;
     } catch (err) {
       this.log.warn({ err }, 'timeout refresh failed');
@@ -222,9 +236,8 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t);
     if (this.purgeTimer) clearTimeout(this.purgeTimer);
     this.warm?.stop();
-    this.engine.flush();
-    this.engine.stop();
-    await this.transport.stop();
+    this.sync.stop();
+    for (const t of this.transports) await t.stop();
     await this.control.stop();
     await new Promise<void>((r) => (this.metrics ? this.metrics.close(() => r()) : r()));
     this.mirror.close();
@@ -244,7 +257,7 @@ export class Daemon {
         const flows: Flow[] = [];
         if (which === 'local') this.mirror.local.forEach((k) => flows.push(this.mirror.local.get(k, now())!));
         else {
-          const tables = this.engine.peerTables();
+          const tables = this.sync.peerTables();
           const wanted = typeof args.peer === 'string' ? args.peer : undefined;
           if (wanted && !tables.has(wanted)) throw new ControlError('CTS_ERR_CONTROL_ARGS', `no peer '${wanted}'; peers: ${[...tables.keys()].join(', ') || 'none yet'}`);
           for (const [id, t] of tables) if (!wanted || id === wanted) t.forEach((k) => flows.push(t.get(k, now())!));
@@ -252,11 +265,11 @@ export class Daemon {
         return { table: which, document: listDocument(flows) };
       })
       .handle('resync', () => {
-        this.engine.requestResync();
+        this.sync.requestResync();
         return { requested: true };
       })
       .handle('bulk', async () => {
-        await this.engine.bulk();
+        await this.sync.bulk();
         return { sent: this.mirror.local.size };
       })
       .handle('refresh', async () => ({ refreshed: await this.refresh() }))
@@ -269,8 +282,8 @@ export class Daemon {
       .handle('commit', (_args, progress) => this.commit((d, n) => progress(d, n, 'commit')))
       .handle('flush', async (args) => {
         if (args.table === 'peer') {
-          for (const t of this.engine.peerTables().values()) t.clear();
-          this.engine.requestResync();
+          for (const t of this.sync.allPeerTables()) t.clear();
+          this.sync.requestResync();
           return { flushed: 'peer', resyncRequested: true };
         }
         await this.mirror.resync('flush');
@@ -279,33 +292,35 @@ export class Daemon {
   }
 }
 
-/** The peer transport the config asks for: the TLS peer link (default) or Redis Streams. */
-function buildTransport(cfg: Readonly<Config>, log: Logger, macKey: MacKey | undefined): Transport {
-  if (cfg.transport === 'redis') {
-    const r = cfg.redis;
-    return new RedisTransport(
-      {
-        nodeId: cfg.nodeId,
-        clusterId: cfg.clusterId,
-        peers: syncPeerIds(cfg),
-        redis: {
-          mode: r.mode,
-          addresses: [...r.addresses],
-          db: r.db,
-          ...(r.name ? { name: r.name } : {}),
-          ...(r.username ? { username: r.username } : {}),
-          ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
-          ...(r.tls ? { tls: { caFile: r.tls.ca, certFile: r.tls.cert, keyFile: r.tls.key, servername: r.tls.servername } } : {}),
-        },
-        maxLen: r.maxLen,
-        maxBufferBytes: r.maxBuffer,
-        heartbeatMs: cfg.link.heartbeat,
-        deadAfterMs: cfg.link.deadAfter,
-        logger: log.child({ c: 'redis' }),
+/** Redis Streams (`transport: redis` or `both`). */
+function redisTransport(cfg: Readonly<Config>, log: Logger, macKey: MacKey | undefined): Transport {
+  const r = cfg.redis;
+  return new RedisTransport(
+    {
+      nodeId: cfg.nodeId,
+      clusterId: cfg.clusterId,
+      peers: syncPeerIds(cfg),
+      redis: {
+        mode: r.mode,
+        addresses: [...r.addresses],
+        db: r.db,
+        ...(r.name ? { name: r.name } : {}),
+        ...(r.username ? { username: r.username } : {}),
+        ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
+        ...(r.tls ? { tls: { caFile: r.tls.ca, certFile: r.tls.cert, keyFile: r.tls.key, servername: r.tls.servername } } : {}),
       },
-      macKey ? { macKey } : {},
-    );
-  }
+      maxLen: r.maxLen,
+      maxBufferBytes: r.maxBuffer,
+      heartbeatMs: cfg.link.heartbeat,
+      deadAfterMs: cfg.link.deadAfter,
+      logger: log.child({ c: 'redis' }),
+    },
+    macKey ? { macKey } : {},
+  );
+}
+
+/** The direct TLS peer link (`transport: tcp`, the default, or `both`). */
+function tcpTransport(cfg: Readonly<Config>, log: Logger): Transport {
   const s = cfg.security;
   return new TcpTransport({
     nodeId: cfg.nodeId,

@@ -12,6 +12,14 @@ export function collectMetrics(s: DaemonStats): Metric[] {
     g('peer_link_up', '1 while the link to the peer is up', peer((p) => (p.link === 'up' ? 1 : 0))),
     g('peer_unacked_frames', 'Frames sent to the peer and not yet acknowledged: how far behind it is', peer((p) => p.unackedFrames)),
     g('peer_lag_seconds', 'Age of the oldest frame the peer has not acknowledged', peer((p) => p.oldestUnackedMs / 1000)),
+    // transport both: each path's own link and how long since it heard from the peer
+    ...(s.peers.some((p) => p.paths)
+      ? [
+          g('path_link_up', '1 while this path to the peer is up (transport: both)', s.peers.flatMap((p) => Object.entries(p.paths ?? {}).map(([path, v]) => [{ peer: p.nodeId, path }, v.link === 'up' ? 1 : 0] as [Record<string, string>, number]))),
+          g('path_last_frame_seconds', 'Time since this path last carried a frame from the peer, -1 if never (transport: both)', s.peers.flatMap((p) => Object.entries(p.paths ?? {}).map(([path, v]) => [{ peer: p.nodeId, path }, v.lastFrameAgoMs < 0 ? -1 : v.lastFrameAgoMs / 1000] as [Record<string, string>, number]))),
+          g('path_chosen', '1 for the path a commit takes the peer\'s flows from (transport: both)', s.peers.flatMap((p) => Object.keys(p.paths ?? {}).map((path) => [{ peer: p.nodeId, path }, path === p.via ? 1 : 0] as [Record<string, string>, number]))),
+        ]
+      : []),
     g('peer_divergent_buckets', 'Digest buckets that differed at the last anti-entropy check', peer((p) => p.divergentBuckets)),
     g('kernel_events_total', 'Conntrack events received', Object.entries(s.kernel.events).map(([k, v]) => [{ kind: k }, v]), 'counter'),
     g('kernel_overruns_total', 'Event socket overruns (lost events, each repaired by a dump)', [[{}, s.kernel.overruns]], 'counter'),
@@ -22,7 +30,7 @@ export function collectMetrics(s: DaemonStats): Metric[] {
     g('sync_divergent_buckets_total', 'Digest buckets found different and repaired', [[{}, s.sync.divergentBuckets]], 'counter'),
     ...(s.transport.redis
       ? [
-          g('redis_up', '1 while Redis answers (transport: redis)', [[{}, s.transport.redis.status === 'ready' ? 1 : 0]]),
+          g('redis_up', '1 while Redis answers (transport: redis or both)', [[{}, s.transport.redis.status === 'ready' ? 1 : 0]]),
           g('redis_buffered_frames', 'Frames waiting for Redis during an outage', [[{}, Number(s.transport.redis.queuedFrames ?? 0)]]),
           g('redis_outages_total', 'Redis outages seen', [[{}, Number(s.transport.redis.outages ?? 0)]], 'counter'),
         ]

@@ -1,6 +1,6 @@
 // The daemon's state as one JSON document: what `ctsync stats` shows and metrics are derived from.
 import type { Daemon } from './daemon.js';
-import type { PeerStatus } from '../sync/engine.js';
+import type { MergedPeerStatus } from '../sync/paths.js';
 import { systemClock } from '../state/clock.js';
 
 import type { WarmStats } from '../state/warm.js';
@@ -12,32 +12,37 @@ export interface DaemonStats {
   /** Every configured peer's link is up and both directions are in sync. */
   inSync: boolean;
   kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number };
-  peers: (PeerStatus & { configured: boolean })[];
+  /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
+  peers: (MergedPeerStatus & { configured: boolean })[];
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
   ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown; warm?: WarmStats };
-  /** The peer transport: its kind, and for Redis its own state (status, outage buffer, resyncs, gaps). */
+  /** The peer transport: its kind (`tcp+redis` for both), and for Redis its own state (status, outage buffer, resyncs, gaps). */
   transport: { kind: string; redis?: Record<string, unknown> };
 }
 
 export function buildStats(d: Daemon): DaemonStats {
   const ev = d.mirror.events.stats;
   const ms = d.mirror.stats;
-  const sc = d.engine.counters;
+  const engines = d.sync.paths.map((p) => p.engine);
+  const sum = (f: (c: (typeof engines)[number]['counters']) => number) => engines.reduce((n, e) => n + f(e.counters), 0);
   const configured = new Set(d.cfg.peers.map((p) => p.id));
-  const status = d.engine.status();
-  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, divergentBuckets: 0 });
+  const status = d.sync.status();
+  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
   const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), configured: configured.has(p.nodeId) }));
-  const t = d.transport.stats();
+  const ts = d.transports.map((t) => t.stats());
   const drops: Record<string, number> = {};
   const add = (src: Record<string, number>, prefix = '') => {
     for (const [k, v] of Object.entries(src)) if (v) drops[prefix + k] = (drops[prefix + k] ?? 0) + v;
   };
-  add(sc.dropped);
-  add(t.dropped, 'link_');
-  add(t.refused, 'refused_');
-  for (const p of t.peers) add(p.refused, 'refused_');
+  for (const e of engines) add(e.counters.dropped);
+  for (const t of ts) {
+    add(t.dropped, 'link_');
+    add(t.refused, 'refused_');
+    for (const p of t.peers) add(p.refused, 'refused_');
+  }
+  const redis = ts.find((t) => 'redis' in t) as { redis: Record<string, unknown> } | undefined;
   if (ev.malformed) drops.kernel_malformed = ev.malformed;
   return {
     node: d.cfg.nodeId,
@@ -53,10 +58,15 @@ export function buildStats(d: Daemon): DaemonStats {
       malformed: ev.malformed,
     },
     peers,
-    sync: { framesOut: sc.framesOut, framesIn: sc.framesIn, entriesOut: sc.entriesOut, entriesIn: sc.entriesIn, deletesOut: sc.deletesOut, refreshesOut: sc.refreshesOut, bulks: sc.bulks, resumes: sc.resumes, digests: sc.digests, divergentBuckets: sc.divergentBuckets, lastSeq: d.engine.lastSeq },
+    // summed over the paths (with transport both, every change is counted once per path)
+    sync: {
+      framesOut: sum((c) => c.framesOut), framesIn: sum((c) => c.framesIn), entriesOut: sum((c) => c.entriesOut), entriesIn: sum((c) => c.entriesIn),
+      deletesOut: sum((c) => c.deletesOut), refreshesOut: sum((c) => c.refreshesOut), bulks: sum((c) => c.bulks), resumes: sum((c) => c.resumes),
+      digests: sum((c) => c.digests), divergentBuckets: sum((c) => c.divergentBuckets), lastSeq: d.sync.primary.lastSeq,
+    },
     drops,
     control: { ...d.control.stats },
-    transport: { kind: t.kind, ...('redis' in t ? { redis: (t as { redis: Record<string, unknown> }).redis } : {}) },
+    transport: { kind: ts.map((t) => t.kind).join('+'), ...(redis ? { redis: redis.redis } : {}) },
     ha: { role: d.ha.role, ready: d.notReady.length === 0, notReady: d.notReady, stale: d.stale, trackFile: d.cfg.ha.trackFile, lastTransition: d.ha.last ?? null, ...(d.warm ? { warm: d.warm.stats() } : {}) },
   };
 }

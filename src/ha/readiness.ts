@@ -25,9 +25,9 @@ export interface Readiness {
   stale: string[];
 }
 
-/** The nodes this one syncs with, and so waits for: over Redis `redis.peers` when set, else the ids of `peers`. */
+/** The nodes this one syncs with, and so waits for: over Redis (or both) `redis.peers` when set, else the ids of `peers`. */
 export function syncPeerIds(cfg: Pick<Config, 'transport' | 'peers' | 'redis'>): string[] {
-  return cfg.transport === 'redis' && cfg.redis.peers.length ? [...cfg.redis.peers] : cfg.peers.map((p) => p.id);
+  return cfg.transport !== 'tcp' && cfg.redis.peers.length ? [...cfg.redis.peers] : cfg.peers.map((p) => p.id);
 }
 
 /** Each expected peer as the engine sees it; one the engine has not heard of yet is connecting since our start. */

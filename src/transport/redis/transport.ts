@@ -56,6 +56,8 @@ export interface RedisTransportStats extends TransportStats {
     snapshotRefreshes: number;
     /** Times the client had given up reconnecting and was started again. */
     restarts: number;
+    /** Times Redis stopped answering for link.deadAfter with the connection open (a blackholed path): an outage. */
+    stalls: number;
   };
 }
 
@@ -127,13 +129,14 @@ export class RedisTransport implements Transport {
   private queueBytes = 0;
   private needDrain = false;
   private pumping?: Promise<void>;
+  private ticking = false;
   private needsResync = false;
   private resyncPending?: string;
   private tracker: SnapshotTracker;
   private tickTimer?: NodeJS.Timeout;
   private readonly readers = new Map<string, PeerReader>();
   private readonly dropped: Record<string, number> = {};
-  private readonly counters = { resyncsRequested: 0, outages: 0, batches: 0, retriedBatches: 0, duplicatesSkipped: 0, snapshotRefreshes: 0, restarts: 0 };
+  private readonly counters = { resyncsRequested: 0, outages: 0, batches: 0, retriedBatches: 0, duplicatesSkipped: 0, snapshotRefreshes: 0, restarts: 0, stalls: 0 };
   private readonly snapshotLoads: Record<string, number> = {};
   private readonly gaps: Record<string, number> = {};
 
@@ -425,18 +428,34 @@ export class RedisTransport implements Transport {
   private async tick(): Promise<void> {
     const main = this.main;
     if (main && this.status !== 'stopped' && this.status !== 'ready' && this.revive(main, 'writer')) return;
-    if (!main || this.status !== 'ready') return;
+    if (!main || this.status !== 'ready' || this.ticking) return;
+    this.ticking = true;
     try {
-      await main.set(this.keys.alive, this.inc, 'PX', this.o.deadAfterMs);
-      const alive = await Promise.all([...this.readers.values()].map((r) => main.exists(r.keys.alive)));
+      // A path that silently drops packets (a cut link, a dead server behind it) never closes the socket: without
+      // this bound, every command would wait forever while the status said ready.
+      const alive = await withTimeout(
+        main.set(this.keys.alive, this.inc, 'PX', this.o.deadAfterMs).then(() => Promise.all([...this.readers.values()].map((r) => main.exists(r.keys.alive)))),
+        this.o.deadAfterMs,
+      );
       let i = 0;
       for (const r of this.readers.values()) {
         r.alive = alive[i++] === 1;
         this.evaluate(r);
       }
     } catch (err) {
-      this.log?.debug({ err }, 'presence update failed');
+      if ((err as Error).message === 'timeout' && this.main === main && this.status === 'ready') this.stalled(main);
+      else this.log?.debug({ err }, 'presence update failed');
+    } finally {
+      this.ticking = false;
     }
+  }
+
+  /** Redis did not answer within link.deadAfter: an outage. Every connection starts over (and its pending commands fail). */
+  private stalled(main: RedisClient): void {
+    this.counters.stalls++;
+    this.onConnLost(`no answer within ${this.o.deadAfterMs} ms (link.deadAfter)`);
+    main.disconnect(true);
+    for (const r of this.readers.values()) r.conn?.disconnect(true);
   }
 
   private evaluate(r: PeerReader, reason?: string): void {

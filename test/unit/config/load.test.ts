@@ -55,6 +55,15 @@ describe('config', () => {
     expect(p.some((s) => s.startsWith('sync.zones'))).toBe(true);
   });
 
+  test('transport both needs the direct link\'s peers and the Redis keys of transport redis', () => {
+    expect(buildConfig({ nodeId: 'fw1', transport: 'both', peers: [{ id: 'fw2', addresses: ['10.9.0.2:3780'] }] }).transport).toBe('both');
+    const p = problems({ nodeId: 'fw1', transport: 'both', redis: { mode: 'sentinel', peers: ['fw1'] } });
+    expect(p).toContain("peers: transport both needs the direct link's peers (id and addresses); or use transport redis");
+    expect(p).toContain("redis.peers: lists this node's own nodeId 'fw1'");
+    expect(p).toContain('redis.name: is required when redis.mode is sentinel');
+    expect(problems({ nodeId: 'fw1', transport: 'pigeon' }).some((s) => s.startsWith('transport:'))).toBe(true);
+  });
+
   test('a document that is not a mapping is refused', () => {
     expect(problems(['a', 'b'])).toEqual(['the file must hold a YAML mapping of keys']);
   });
