@@ -20,7 +20,7 @@ export interface LabNode {
   proc?: LabProcess;
 }
 
-/** What every node's config needs to reach the others and Redis; the test adds its own keys around it. */
+/** What every node's config needs to reach the others and Redis; `config(c, …)` writes the common part. */
 export interface NodeContext {
   node: LabNode;
   others: LabNode[];
@@ -131,6 +131,27 @@ export class RedisLab {
       await sleep(200);
     }
   }
+}
+
+/** A node's config: the lab's common keys (fast heartbeats, 1 s purge, no metrics) plus the test's own lines. */
+export function config(c: NodeContext, o: { cluster: string; transport: string; port: number }, ...extra: string[]): string[] {
+  return [
+    `nodeId: ${c.node.id}`,
+    `clusterId: ${o.cluster}`,
+    `transport: ${o.transport}`,
+    `listen: ${c.node.ip}:${o.port}`,
+    'peers:',
+    ...c.others.flatMap((p) => [`  - id: ${p.id}`, `    addresses: ['${p.ip}:${o.port}']`]),
+    `redis: { addresses: ['${c.redis}'], username: ${c.redisUser}, passwordFile: ${c.redisPassFile} }`,
+    `security: { keyFile: ${c.keyFile} }`,
+    `control: { socket: ${c.node.sock} }`,
+    "metrics: { listen: '' }",
+    'log: { level: info }',
+    'sync: { digestInterval: 2s, refreshInterval: 5s }',
+    'link: { heartbeat: 200ms, deadAfter: 1s }',
+    `ha: { purgeAfter: 1s, trackFile: ${join(c.dir, `${c.node.id}.track`)} }`,
+    ...extra,
+  ];
 }
 
 export const sameSet = (a: Set<string>, b: Set<string>) => a.size === b.size && [...a].every((x) => b.has(x));

@@ -2,9 +2,8 @@
 // real conntrack entries on the active; the master moves twice (fw1 → fw2 → fw3) by control-socket HA transitions,
 // and after each move the new master's kernel holds every flow (none lost), and the others' copies follow it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { join } from 'node:path';
 import { cannotRun, runCtsync } from '../helpers/env.js';
-import { RedisLab, sameSet, type LabNode } from '../helpers/redis-lab.js';
+import { RedisLab, config, sameSet, type LabNode } from '../helpers/redis-lab.js';
 import { redisMissing } from '../../src/lab/redis-server.js';
 
 const reason = cannotRun(['ip', 'conntrack'], true) ?? redisMissing();
@@ -14,22 +13,7 @@ describe.skipIf(reason !== undefined)('three daemons through redis, the master m
   let r: RedisLab;
 
   beforeAll(async () => {
-    r = await RedisLab.start('ctsr5-', '10.78.5', ['fw1', 'fw2', 'fw3'], (c) => [
-      `nodeId: ${c.node.id}`,
-      'clusterId: lab3',
-      'transport: redis',
-      `listen: ${c.node.ip}:3780`,
-      'peers:',
-      ...c.others.flatMap((o) => [`  - id: ${o.id}`, `    addresses: ['${o.ip}:3780']`]),
-      `redis: { addresses: ['${c.redis}'], username: ${c.redisUser}, passwordFile: ${c.redisPassFile} }`,
-      `security: { keyFile: ${c.keyFile} }`,
-      `control: { socket: ${c.node.sock} }`,
-      "metrics: { listen: '' }",
-      'log: { level: info }',
-      'sync: { digestInterval: 2s, refreshInterval: 5s }',
-      'link: { heartbeat: 200ms, deadAfter: 1s }',
-      `ha: { purgeAfter: 1s, trackFile: ${join(c.dir, `${c.node.id}.track`)} }`,
-    ]);
+    r = await RedisLab.start('ctsr5-', '10.78.5', ['fw1', 'fw2', 'fw3'], (c) => config(c, { cluster: 'lab3', transport: 'redis', port: 3780 }));
   }, 60_000);
 
   afterAll(async () => {

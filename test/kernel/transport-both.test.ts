@@ -4,9 +4,8 @@
 // the copy comes from the path that still hears from the master, and a takeover commits exactly the master's
 // table. Then the other way round: the master moves back with the Redis path cut, over the direct link.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { join } from 'node:path';
 import { cannotRun, runCtsync } from '../helpers/env.js';
-import { RedisLab, sameSet, type LabNode } from '../helpers/redis-lab.js';
+import { RedisLab, config, sameSet, type LabNode } from '../helpers/redis-lab.js';
 import { redisMissing } from '../../src/lab/redis-server.js';
 
 const reason = cannotRun(['ip', 'nft', 'conntrack'], true) ?? redisMissing();
@@ -28,24 +27,10 @@ describe.skipIf(reason !== undefined)('transport both: either path alone keeps t
   const peerOf = async (n: LabNode, id: string) => (await r.stats(n)).peers.find((p) => p.nodeId === id);
 
   beforeAll(async () => {
-    r = await RedisLab.start('ctsb2-', '10.78.6', ['fw1', 'fw2'], (c) => [
-      `nodeId: ${c.node.id}`,
-      'clusterId: both',
-      'transport: both',
-      `listen: ${c.node.ip}:${LINK_PORT}`,
-      'peers:',
-      ...c.others.flatMap((o) => [`  - id: ${o.id}`, `    addresses: ['${o.ip}:${LINK_PORT}']`]),
-      `redis: { addresses: ['${c.redis}'], username: ${c.redisUser}, passwordFile: ${c.redisPassFile} }`,
-      `security: { keyFile: ${c.keyFile} }`,
-      `control: { socket: ${c.node.sock} }`,
-      "metrics: { listen: '' }",
-      'log: { level: info }',
-      'sync: { digestInterval: 2s, refreshInterval: 5s }',
-      'link: { heartbeat: 200ms, deadAfter: 1s }',
-      `ha: { purgeAfter: 1s, trackFile: ${join(c.dir, `${c.node.id}.track`)} }`,
+    r = await RedisLab.start('ctsb2-', '10.78.6', ['fw1', 'fw2'], (c) =>
       // fw2 also runs as a warm standby: its kernel copy must follow the path switch too
-      ...(c.node.id === 'fw2' ? ['commit: { warm: true }'] : []),
-    ]);
+      config(c, { cluster: 'both', transport: 'both', port: LINK_PORT }, ...(c.node.id === 'fw2' ? ['commit: { warm: true }'] : [])),
+    );
   }, 60_000);
 
   afterAll(async () => {
