@@ -80,6 +80,11 @@ export class RedisServer {
     return s;
   }
 
+  /** The TLS files the server was started with (TLS-only servers), for clients of tests and labs. */
+  get tlsFiles(): RedisServerOptions['tls'] {
+    return this.o.tls;
+  }
+
   get address(): string {
     return `${this.host}:${this.port}`;
   }

@@ -2,15 +2,23 @@
 // watched by sentinels (and its failover), and a Redis Cluster of N masters. Every process is stopped by its PID,
 // also when starting the set fails halfway.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { RedisServer, type RedisServerOptions } from './redis-server.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Client TLS options for a TLS-only server of ours: its own certificate (signed by the CA it trusts) as the client's. */
+export function labTls(s: RedisServer): { ca: Buffer; cert: Buffer; key: Buffer; checkServerIdentity: () => undefined } | undefined {
+  const t = s.tlsFiles;
+  return t ? { ca: readFileSync(t.caFile), cert: readFileSync(t.certFile), key: readFileSync(t.keyFile), checkServerIdentity: () => undefined } : undefined;
+}
+
 /** One command over a short-lived connection as the default user (servers of a set keep it: `defaultUser`). */
 export async function redisCommand(s: RedisServer, ...args: (string | number)[]): Promise<unknown> {
-  const c = new Redis({ host: s.host, port: s.port, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const tls = labTls(s);
+  const c = new Redis({ host: s.host, port: s.port, lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, ...(tls ? { tls } : {}) });
   c.on('error', () => {});
   try {
     await c.connect();
@@ -51,6 +59,8 @@ export interface SentinelSetOptions {
   downAfterMs?: number;
   /** ACL users on the data servers (as RedisServerOptions.users); the default user stays for replication. */
   users?: Record<string, string>;
+  /** TLS only, everywhere: data servers, replication, sentinels (and what sentinels say to each other). */
+  tls?: RedisServerOptions['tls'];
 }
 
 /** A master, its replicas and the sentinels that watch them. */
@@ -66,20 +76,23 @@ export class RedisSentinelSet {
     const name = o.name ?? 'ctsync-test';
     const nReplicas = o.replicas ?? 1;
     const nSentinels = o.sentinels ?? 3;
-    const data: RedisServerOptions = { ...(o.users ? { users: o.users, defaultUser: true } : {}) };
+    const tlsConf = o.tls ? ['tls-replication yes'] : [];
+    const data: RedisServerOptions = { ...(o.users ? { users: o.users, defaultUser: true } : {}), ...(o.tls ? { tls: o.tls, conf: tlsConf } : {}) };
     let servers: RedisServer[] = [];
     const sentinels: RedisServer[] = [];
     await startAll(async (started) => {
       const master = await RedisServer.start(data);
       started.push(master);
-      for (let i = 0; i < nReplicas; i++) started.push(await RedisServer.start({ ...data, conf: [`replicaof ${master.host} ${master.port}`] }));
+      for (let i = 0; i < nReplicas; i++) started.push(await RedisServer.start({ ...data, conf: [...tlsConf, `replicaof ${master.host} ${master.port}`] }));
       servers = [...started];
       await waitUntil('replicas online', async () => (String(await redisCommand(master, 'INFO', 'replication')).match(/state=online/g) ?? []).length === nReplicas, 10_000);
       const quorum = Math.floor(nSentinels / 2) + 1;
       for (let i = 0; i < nSentinels; i++) {
         const s = await RedisServer.start({
           sentinel: true,
+          ...(o.tls ? { tls: o.tls } : {}),
           conf: [
+            ...tlsConf,
             `sentinel monitor ${name} ${master.host} ${master.port} ${quorum}`,
             `sentinel down-after-milliseconds ${name} ${o.downAfterMs ?? 1000}`,
             `sentinel failover-timeout ${name} 10000`,
@@ -145,28 +158,36 @@ export class RedisSentinelSet {
 }
 
 export interface ClusterSetOptions {
-  /** Masters (no replicas). Default 3, the least redis-cli --cluster create accepts. */
+  /** Default 3, the least redis-cli --cluster create accepts. */
   masters?: number;
+  /** Replicas per master (default 0). With replicas a master that stops answering for 1 s is failed over. */
+  replicas?: number;
   /** ACL users (as RedisServerOptions.users); the default user stays for redis-cli and the cluster bus. */
   users?: Record<string, string>;
 }
 
-/** A Redis Cluster of masters on loopback, slots spread by `redis-cli --cluster create`. */
+/** A Redis Cluster on loopback, slots spread (and replicas assigned) by `redis-cli --cluster create`. */
 export class RedisClusterSet {
   private constructor(readonly nodes: RedisServer[]) {}
 
   static async start(o: ClusterSetOptions = {}): Promise<RedisClusterSet> {
-    const n = o.masters ?? 3;
+    const replicas = o.replicas ?? 0;
+    const n = (o.masters ?? 3) * (1 + replicas);
     const nodes = await startAll(async (started) => {
-      const conf = ['cluster-enabled yes', 'cluster-config-file nodes.conf', 'cluster-node-timeout 5000'];
+      const conf = ['cluster-enabled yes', 'cluster-config-file nodes.conf', `cluster-node-timeout ${replicas ? 1000 : 5000}`];
       for (let i = 0; i < n; i++) started.push(await RedisServer.start({ ...(o.users ? { users: o.users, defaultUser: true } : {}), conf }));
-      await promisify(execFile)('redis-cli', ['--cluster', 'create', ...started.map((s) => s.address), '--cluster-replicas', '0', '--cluster-yes'], { timeout: 30_000 });
+      await promisify(execFile)('redis-cli', ['--cluster', 'create', ...started.map((s) => s.address), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
       for (const s of started) {
         await waitUntil(`cluster node ${s.address} ok`, async () => {
           const info = String(await redisCommand(s, 'CLUSTER', 'INFO'));
           return /cluster_state:ok/.test(info) && new RegExp(`cluster_known_nodes:${n}\\b`).test(info);
         }, 20_000);
       }
+      // a replica that has not synced with its master yet would not be promoted when the master dies
+      await waitUntil('every replica synced', async () => {
+        const infos = await Promise.all(started.map((s) => redisCommand(s, 'INFO', 'replication').then(String)));
+        return infos.filter((i) => /role:slave/.test(i) && /master_link_status:up/.test(i)).length === n - (o.masters ?? 3);
+      }, 30_000);
     });
     return new RedisClusterSet(nodes);
   }
@@ -175,17 +196,36 @@ export class RedisClusterSet {
     return this.nodes.map((s) => s.address);
   }
 
+  /** A node still running, to ask about the cluster. */
+  private get live(): RedisServer {
+    const s = this.nodes.find((x) => x.pid !== undefined);
+    if (!s) throw new Error('no cluster node is running');
+    return s;
+  }
+
   async slotOf(key: string): Promise<number> {
-    return Number(await redisCommand(this.nodes[0]!, 'CLUSTER', 'KEYSLOT', key));
+    return Number(await redisCommand(this.live, 'CLUSTER', 'KEYSLOT', key));
   }
 
   /** The node that serves `slot`. */
   async nodeOf(slot: number): Promise<RedisServer> {
-    const ranges = (await redisCommand(this.nodes[0]!, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+    const ranges = (await redisCommand(this.live, 'CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
     const r = ranges.find(([lo, hi]) => slot >= lo && slot <= hi);
     const s = r && this.nodes.find((x) => x.port === Number(r[2][1]));
     if (!s) throw new Error(`no node serves slot ${slot}`);
     return s;
+  }
+
+  /** SIGKILLs (by PID) the master serving `slot`; resolves with the replica the cluster promoted in its place. */
+  async failover(slot: number, timeoutMs = 30_000): Promise<RedisServer> {
+    const old = await this.nodeOf(slot);
+    await old.kill();
+    let next: RedisServer | undefined;
+    await waitUntil(`a replica promoted for slot ${slot}`, async () => {
+      next = await this.nodeOf(slot);
+      return next !== old && /cluster_state:ok/.test(String(await redisCommand(next, 'CLUSTER', 'INFO')));
+    }, timeoutMs);
+    return next!;
   }
 
   async stop(): Promise<void> {

@@ -1,12 +1,12 @@
 // The Redis transport against the other ways to run Redis, each real and started here on loopback (free ports,
 // temp dirs, stopped by PID): a TLS-only server that requires client certificates, a master + 2 replicas watched by
-// 3 sentinels, and a 3-master Redis Cluster; every one with the restricted ACL user. Each runs the transport
+// 3 sentinels (plain, and TLS-only throughout), and a 3-master Redis Cluster; every one with the restricted ACL user. Each runs the transport
 // contract, then what only that mode can break: certificate checks; the master killed and moved by the
 // sentinels while a writer keeps changing its table; a node's keys in one Cluster slot, written by one MULTI.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { RedisServer } from '../../src/lab/redis-server.js';
-import { RedisClusterSet, RedisSentinelSet } from '../../src/lab/redis-topology.js';
+import { RedisClusterSet, RedisSentinelSet, labTls } from '../../src/lab/redis-topology.js';
 import { nodeKeys, type RedisConnectOptions } from '../../src/transport/redis/index.js';
 import { TcpState } from '../../src/kernel/types.js';
 import { cannotRun } from '../helpers/env.js';
@@ -21,7 +21,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Who is connected to `s` under a ctsync connection name (CLIENT LIST as the default user). */
 async function clientNames(s: RedisServer): Promise<string[]> {
-  const c = new Redis({ host: s.host, port: s.port, lazyConnect: true });
+  const tls = labTls(s);
+  const c = new Redis({ host: s.host, port: s.port, lazyConnect: true, ...(tls ? { tls } : {}) });
   await c.connect();
   const list = (await c.client('LIST')) as string;
   c.disconnect();
@@ -68,20 +69,30 @@ describe.skipIf(!!reason)('redis over TLS with client certificates', () => {
   });
 });
 
-describe.skipIf(!!reason)('redis sentinel: master + 2 replicas, 3 sentinels', () => {
+/** The same suite with and without TLS (then TLS everywhere: data servers, replication, sentinels, the transport). */
+const sentinelSuite = (withTls: boolean) => () => {
   let set: RedisSentinelSet;
-  const sentinel = (): RedisConnectOptions => ({ mode: 'sentinel', addresses: set.sentinelAddresses, name: set.name });
+  let tmp: TempDir | undefined;
+  let tls: RedisConnectOptions['tls'];
+  const sentinel = (): RedisConnectOptions => ({ mode: 'sentinel', addresses: set.sentinelAddresses, name: set.name, ...(tls ? { tls } : {}) });
   const sn = syncNodes(sentinel);
 
   beforeAll(async () => {
-    set = await RedisSentinelSet.start({ users: ACL_USERS, replicas: 2, sentinels: 3 });
+    if (withTls) {
+      tmp = tempDir();
+      const certs = makeCerts(tmp.dir, ['redis-server', 'fw']);
+      const srv = certs['redis-server']!;
+      tls = { caFile: certs.fw!.caFile, certFile: certs.fw!.certFile, keyFile: certs.fw!.keyFile, servername: 'redis-server' };
+      set = await RedisSentinelSet.start({ users: ACL_USERS, replicas: 2, sentinels: 3, tls: { caFile: srv.caFile, certFile: srv.certFile, keyFile: srv.keyFile } });
+    } else set = await RedisSentinelSet.start({ users: ACL_USERS, replicas: 2, sentinels: 3 });
   });
   afterAll(async () => {
     await sn.stopAll();
     await set?.stop();
+    tmp?.cleanup();
   });
 
-  runTransportContract('redis (sentinel, ACL user)', async () => redisPair(sentinel()));
+  runTransportContract(`redis (sentinel${withTls ? ', TLS' : ''}, ACL user)`, async () => redisPair(sentinel()));
 
   it('the master moves twice (SIGKILL by PID, then SENTINEL FAILOVER) while the writer changes its table: the reader ends with exactly the writer\'s table', async () => {
     sn.fresh();
@@ -118,7 +129,7 @@ describe.skipIf(!!reason)('redis sentinel: master + 2 replicas, 3 sentinels', ()
     await until('a writes to the new master', () => a.rs().status === 'ready' && written() > before, 30_000);
     stopChanges = true;
     await changes;
-    console.info(`[redis modes] sentinel: kill → promoted ${killMs} ms, SENTINEL FAILOVER → promoted ${switchMs} ms; ${a.local.size} flows, ${a.engine.counters.framesOut} frames`);
+    console.info(`[redis modes] sentinel${withTls ? ' (TLS)' : ''}: kill → promoted ${killMs} ms, SENTINEL FAILOVER → promoted ${switchMs} ms; ${a.local.size} flows, ${a.engine.counters.framesOut} frames`);
 
     expect(new Set([first.address, second.address, third.address]).size).toBe(3);
     // both transports end up on the master the sentinels name now, and there the reader converges
@@ -138,7 +149,10 @@ describe.skipIf(!!reason)('redis sentinel: master + 2 replicas, 3 sentinels', ()
     expect(c.engine.counters.snapshots).toBeGreaterThanOrEqual(1);
     await sn.stopAll();
   });
-});
+};
+
+describe.skipIf(!!reason)('redis sentinel: master + 2 replicas, 3 sentinels', sentinelSuite(false));
+describe.skipIf(!!reason)('redis sentinel over TLS (client certificates, TLS replication and sentinels)', sentinelSuite(true));
 
 describe.skipIf(!!reason)('redis cluster: 3 masters', () => {
   let set: RedisClusterSet;
@@ -192,5 +206,53 @@ describe.skipIf(!!reason)('redis cluster: 3 masters', () => {
     }
     expect(a.rs().retriedBatches).toBe(0);
     expect(a.transport.stats().dropped.redis_error).toBeUndefined();
+  });
+});
+
+describe.skipIf(!!reason)('redis cluster: 3 masters with a replica each', () => {
+  let set: RedisClusterSet;
+  const cluster = (): RedisConnectOptions => ({ mode: 'cluster', addresses: set.addresses });
+  const sn = syncNodes(cluster);
+
+  beforeAll(async () => {
+    set = await RedisClusterSet.start({ users: ACL_USERS, masters: 3, replicas: 1 });
+  });
+  afterAll(async () => {
+    await sn.stopAll();
+    await set?.stop();
+  });
+
+  it('the master of a node\'s slot is killed while the node changes its table: a replica takes over and the reader, and a node that joins later, end with exactly the writer\'s table', async () => {
+    sn.fresh();
+    const a = await sn.node('fw-a', ['fw-b']);
+    const b = await sn.node('fw-b', ['fw-a']);
+    for (let i = 0; i < 2000; i++) a.event('new', tcpFlow(i));
+    await until('b holds a\'s table', () => same(a, b));
+    const slot = await set.slotOf(nodeKeys(sn.clusterId, 'fw-a').stream);
+    let next = 2000;
+    let stopChanges = false;
+    const changes = (async () => {
+      for (let round = 0; !stopChanges; round++) {
+        for (let i = next; i < next + 50; i++) a.event('new', tcpFlow(i));
+        for (let i = round * 5; i < round * 5 + 5; i++) a.event('destroy', tcpFlow(1000 + i));
+        next += 50;
+        await sleep(20);
+      }
+    })();
+    const old = await set.nodeOf(slot);
+    const t0 = Date.now();
+    const promoted = await set.failover(slot);
+    const ms = Date.now() - t0;
+    const before = a.rs().batches;
+    await until('a writes to the promoted replica', () => a.rs().status === 'ready' && a.rs().batches > before, 30_000);
+    stopChanges = true;
+    await changes;
+    console.info(`[redis modes] cluster: master of slot ${slot} killed → replica promoted in ${ms} ms; ${a.local.size} flows`);
+    expect(promoted.address).not.toBe(old.address);
+    await until('b holds exactly a\'s table after the failover', () => same(a, b), 30_000);
+    expect(a.local.size).toBeGreaterThan(2000);
+    const c = await sn.node('fw-c', ['fw-a']);
+    await until('c holds a\'s table from the snapshot', () => c.engine.peerTables().get('fw-a')?.size === a.local.size, 30_000);
+    expect(c.engine.counters.snapshots).toBeGreaterThanOrEqual(1);
   });
 });
