@@ -262,6 +262,34 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Waits until the link carries no more than heartbeat-level traffic: at most `maxBytes` (both directions, L2) over
+ * the last `windowMs`, sampled every `stepMs`; gives up after `timeoutMs` and returns the last sample with
+ * `timedOut`. "No packet at all for 500 ms" (waitQuiet) never happens on a link with keepalives every 500 ms.
+ */
+export async function waitLinkQuiet(
+  f: () => Promise<LinkCounters>,
+  opts: { windowMs?: number; maxBytes?: number; stepMs?: number; timeoutMs?: number } = {},
+): Promise<{ counters: LinkCounters; at: number; waitedMs: number; timedOut: boolean }> {
+  const windowMs = opts.windowMs ?? 500;
+  const maxBytes = opts.maxBytes ?? 2048;
+  const stepMs = opts.stepMs ?? 50;
+  const start = performance.now();
+  const deadline = start + (opts.timeoutMs ?? 30_000);
+  const samples: { at: number; bytes: number; c: LinkCounters }[] = [];
+  for (;;) {
+    const c = await f();
+    const at = performance.now();
+    samples.push({ at, bytes: c.txBytes + c.rxBytes, c });
+    // the oldest sample still at least windowMs old decides: drop the ones before it
+    while (samples.length > 1 && at - samples[1]!.at >= windowMs) samples.shift();
+    const first = samples[0]!;
+    if (at - first.at >= windowMs && c.txBytes + c.rxBytes - first.bytes <= maxBytes) return { counters: c, at, waitedMs: at - start, timedOut: false };
+    if (at > deadline) return { counters: c, at, waitedMs: at - start, timedOut: true };
+    await sleep(stepMs);
+  }
+}
+
 /** Waits until f() returns the same value for quietMs (sampled every stepMs), e.g. link counters at rest. */
 export async function waitQuiet<T>(f: () => Promise<T>, same: (a: T, b: T) => boolean, quietMs = 300, stepMs = 50, timeoutMs = 30_000): Promise<T> {
   const deadline = performance.now() + timeoutMs;

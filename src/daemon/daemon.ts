@@ -18,6 +18,7 @@ import { collectMetrics } from './metrics-daemon.js';
 import { buildStats, type DaemonStats } from './stats.js';
 import { listDocument } from '../kernel/flow-file.js';
 import type { Flow } from '../kernel/types.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import { HaMachine } from '../ha/machine.js';
 import { peerReadiness, readiness, syncPeerIds, writeTrackFile } from '../ha/readiness.js';
 import type { Transition } from '../ha/notify.js';
@@ -57,7 +58,9 @@ export class Daemon {
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
       // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
-      filter: cfg.commit.warm ? (f) => synced(f) && !this.warm!.holds(flowKey(f)) : synced,
+      filter: cfg.commit.warm
+        ? Object.assign((f: Flow) => synced(f) && !this.warm!.holds(flowKey(f)), { plain: (f: PlainFlow, buf: Buffer, key: string) => synced.plain(f, buf) && !this.warm!.holds(key) })
+        : synced,
       clock: systemClock,
       log: log.child({ c: 'kernel' }),
       firstVersion: Date.now() * 1000,

@@ -1,7 +1,7 @@
 // The conntrack event stream: NEW/UPDATE/DESTROY (and expectation) events classified from the header, tagged by origin.
 import { NetfilterSocket, type NetfilterSocketOptions } from './netlink-socket.js';
 import { forEachMessage, NLM_F_CREATE, NLM_F_EXCL, NfnlSubsys, CtMsg, ExpMsg } from './nfnetlink.js';
-import { decodeFlow, DecodeError } from './flow-codec.js';
+import { decodeFlow, DecodeError, newPlainFlow, scanPlainFlow, type PlainFlow } from './flow-codec.js';
 import { decodeExpectation } from './expect-codec.js';
 import type { EventKind, ExpectationEvent, FlowEvent } from './types.js';
 
@@ -47,6 +47,14 @@ export class EventStream {
   onExpectation: (ev: ExpectationEvent) => void = () => {};
   /** Events were lost: the caller must dump and diff to restore an exact view. */
   onOverrun: () => void = () => {};
+  /**
+   * Optional fast path for NEW events of the plain form (scanPlainFlow: no NAT, no helper, labels or unknown
+   * attributes) that have a key: offered the fields read in place before any Flow is built. Returning true takes
+   * the event (it is counted, and onEvent is not called); false hands it to the ordinary decode and onEvent.
+   * `buf` and the offsets in `flow` are valid only during the call.
+   */
+  onPlainNew?: (key: string, flow: PlainFlow, buf: Buffer) => boolean;
+  private readonly plain = newPlainFlow();
 
   private readonly keyOf?: EventStreamOptions['keyOf'];
 
@@ -104,13 +112,18 @@ export class EventStream {
         return;
       }
       if (subsys === NfnlSubsys.Ctnetlink) {
+        const key = this.keyOf?.(buf, m.payloadOff, m.end, m.family);
+        if (kind === 'new' && key !== undefined && this.onPlainNew !== undefined && scanPlainFlow(buf, m.payloadOff, m.end, m.family, this.plain) && this.onPlainNew(key, this.plain, buf)) {
+          this.stats.new++;
+          return;
+        }
         const flow = decodeFlow(buf, m.payloadOff, m.end, m.family);
         if (flow instanceof DecodeError) {
           this.stats.malformed++;
           return;
         }
         this.stats[kind]++;
-        this.onEvent({ kind, flow, origin, portId: m.pid, key: this.keyOf?.(buf, m.payloadOff, m.end, m.family) });
+        this.onEvent({ kind, flow, origin, portId: m.pid, key });
       } else if (subsys === NfnlSubsys.CtnetlinkExp && (msg === ExpMsg.New || msg === ExpMsg.Delete)) {
         const exp = decodeExpectation(buf, m.payloadOff, m.end, m.family);
         if (exp instanceof DecodeError) {

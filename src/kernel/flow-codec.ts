@@ -840,3 +840,237 @@ export function encodeFlow(w: AttrWriter, f: Flow, opts?: EncodeOptions): void {
   if (f.mark !== undefined) w.u32be(Cta.Mark, f.mark);
   emitUnknown(w, u);
 }
+
+// ---- The plain-event fast path ------------------------------------------------------------------------------------
+
+/**
+ * The fields of a "plain" conntrack message, read in place (scanPlainFlow): what the event path needs of the
+ * common flow without building a Flow. Offsets point into the scanned buffer and are valid only until it is reused.
+ * Absent optional numbers are -1 (all present values are unsigned).
+ */
+export interface PlainFlow {
+  family: number;
+  proto: number;
+  addrLen: number;
+  /** Offsets of the original tuple's source and destination address bytes. */
+  srcAt: number;
+  dstAt: number;
+  sport: number;
+  dport: number;
+  /** CTA_ZONE, or -1. */
+  zone: number;
+  status: number;
+  timeout: number;
+  mark: number;
+  id: number;
+  /** CTA_PROTOINFO present (with a TCP nest, or empty). */
+  protoinfo: boolean;
+  /** CTA_PROTOINFO_TCP_*: state -1 = no TCP nest. */
+  tcpState: number;
+  wscaleOrig: number;
+  wscaleReply: number;
+  flagsOrig: number;
+  flagsReply: number;
+  /** CTA_SYNPROXY with all three values. */
+  synproxy: boolean;
+  isn: number;
+  its: number;
+  tsoff: number;
+}
+
+export function newPlainFlow(): PlainFlow {
+  return {
+    family: 0, proto: -1, addrLen: 0, srcAt: -1, dstAt: -1, sport: -1, dport: -1, zone: -1, status: -1, timeout: -1,
+    mark: -1, id: -1, protoinfo: false, tcpState: -1, wscaleOrig: -1, wscaleReply: -1, flagsOrig: -1, flagsReply: -1,
+    synproxy: false, isn: 0, its: 0, tsoff: 0,
+  };
+}
+
+// Reply tuple fields of the message being scanned (single-threaded scratch).
+let rSrcAt = -1;
+let rDstAt = -1;
+let rProto = -1;
+let rSport = -1;
+let rDport = -1;
+
+/**
+ * Scans a tuple nest of the plain form: CTA_TUPLE_IP with exactly the two addresses of the family and
+ * CTA_TUPLE_PROTO with exactly number, source and destination port, each once, nothing else. Writes the original
+ * tuple into out, a reply into the r* scratch. False for anything else.
+ */
+function scanPlainTuple(buf: Buffer, off: number, end: number, alen: number, orig: boolean, out: PlainFlow): boolean {
+  let src = -1;
+  let dst = -1;
+  let proto = -1;
+  let sport = -1;
+  let dport = -1;
+  let nests = 0;
+  const srcType = alen === 4 ? CtaIp.V4Src : CtaIp.V6Src;
+  const dstType = alen === 4 ? CtaIp.V4Dst : CtaIp.V6Dst;
+  for (let q = off; q < end; ) {
+    if (end - q < 4) return false;
+    const cl = buf[q]! | (buf[q + 1]! << 8);
+    const ct = (buf[q + 2]! | (buf[q + 3]! << 8)) & 0x3fff;
+    const ce = q + cl;
+    if (cl < 4 || ce > end) return false;
+    if (ct !== CtaTuple.Ip && ct !== CtaTuple.Proto) return false;
+    if (nests & (1 << ct)) return false;
+    nests |= 1 << ct;
+    for (let r = q + 4; r < ce; ) {
+      if (ce - r < 4) return false;
+      const al = buf[r]! | (buf[r + 1]! << 8);
+      const at = (buf[r + 2]! | (buf[r + 3]! << 8)) & 0x3fff;
+      const d = r + 4;
+      if (al < 4 || r + al > ce) return false;
+      if (ct === CtaTuple.Ip) {
+        if (al - 4 !== alen) return false;
+        if (at === srcType && src < 0) src = d;
+        else if (at === dstType && dst < 0) dst = d;
+        else return false;
+      } else if (at === CtaProto.Num && proto < 0 && al === 5) proto = buf[d]!;
+      else if (at === CtaProto.SrcPort && sport < 0 && al === 6) sport = (buf[d]! << 8) | buf[d + 1]!;
+      else if (at === CtaProto.DstPort && dport < 0 && al === 6) dport = (buf[d]! << 8) | buf[d + 1]!;
+      else return false;
+      r += (al + 3) & ~3;
+    }
+    q += (cl + 3) & ~3;
+  }
+  if (src < 0 || dst < 0 || proto < 0 || sport < 0 || dport < 0) return false;
+  if (orig) {
+    out.srcAt = src;
+    out.dstAt = dst;
+    out.proto = proto;
+    out.sport = sport;
+    out.dport = dport;
+  } else {
+    rSrcAt = src;
+    rDstAt = dst;
+    rProto = proto;
+    rSport = sport;
+    rDport = dport;
+  }
+  return true;
+}
+
+function scanPlainTcp(buf: Buffer, off: number, end: number, out: PlainFlow): boolean {
+  let seen = 0;
+  for (let p = off; p < end; ) {
+    if (end - p < 4) return false;
+    const len = buf[p]! | (buf[p + 1]! << 8);
+    const type = (buf[p + 2]! | (buf[p + 3]! << 8)) & 0x3fff;
+    if (len < 4 || p + len > end || type < CtaProtoinfoTcp.State || type > CtaProtoinfoTcp.FlagsReply) return false;
+    if (seen & (1 << type)) return false;
+    seen |= 1 << type;
+    const v = buf[p + 4]!;
+    if (type <= CtaProtoinfoTcp.WscaleReply) {
+      if (len !== 5) return false;
+      if (type === CtaProtoinfoTcp.State) out.tcpState = v;
+      else if (type === CtaProtoinfoTcp.WscaleOriginal) out.wscaleOrig = v;
+      else out.wscaleReply = v;
+    } else {
+      if (len !== 6) return false; // struct nf_ct_tcp_flags: the mask byte is not model data (decodeTcpInfo)
+      if (type === CtaProtoinfoTcp.FlagsOriginal) out.flagsOrig = v;
+      else out.flagsReply = v;
+    }
+    p += (len + 3) & ~3;
+  }
+  // decodeTcpInfo reports state 0 for a TCP nest without a state attribute
+  if (out.tcpState < 0) out.tcpState = 0;
+  return true;
+}
+
+/**
+ * Reads a conntrack message of the plain form in place: both tuples as scanPlainTuple takes them, the reply the
+ * exact inverse of the original (no NAT), and otherwise only status, timeout, mark, use, id, secmark, CTA_ZONE,
+ * CTA_TIMESTAMP_EVENT, CTA_PROTOINFO holding at most a TCP nest of state/wscale/flags, and a complete
+ * CTA_SYNPROXY, each at most once and of its exact size. True when it is: then `out` says everything decodeFlow
+ * would put into the fields the tables keep (use, secmark and the event timestamp are not kept); false for any
+ * other message, which the caller decodes with decodeFlow. Never throws, allocates nothing.
+ */
+export function scanPlainFlow(buf: Buffer, off: number, end: number, family: number, out: PlainFlow): boolean {
+  const alen = family === 2 ? 4 : family === 10 ? 16 : 0;
+  if (alen === 0) return false;
+  out.family = family;
+  out.addrLen = alen;
+  out.zone = out.status = out.timeout = out.mark = out.id = -1;
+  out.protoinfo = false;
+  out.tcpState = out.wscaleOrig = out.wscaleReply = out.flagsOrig = out.flagsReply = -1;
+  out.synproxy = false;
+  let seen = 0;
+  for (let p = off; p < end; ) {
+    if (end - p < 4) return false;
+    const len = buf[p]! | (buf[p + 1]! << 8);
+    const type = (buf[p + 2]! | (buf[p + 3]! << 8)) & 0x3fff;
+    const e = p + len;
+    if (len < 4 || e > end || type > 31) return false;
+    if (seen & (1 << type)) return false;
+    seen |= 1 << type;
+    const d = p + 4;
+    switch (type) {
+      case Cta.TupleOrig:
+      case Cta.TupleReply:
+        if (!scanPlainTuple(buf, d, e, alen, type === Cta.TupleOrig, out)) return false;
+        break;
+      case Cta.Status:
+      case Cta.Timeout:
+      case Cta.Mark:
+      case Cta.Use:
+      case Cta.Id:
+      case Cta.Secmark: {
+        if (len !== 8) return false;
+        const v = readU32BE(buf, d);
+        if (type === Cta.Status) out.status = v;
+        else if (type === Cta.Timeout) out.timeout = v;
+        else if (type === Cta.Mark) out.mark = v;
+        else if (type === Cta.Id) out.id = v;
+        break;
+      }
+      case Cta.Zone:
+        if (len !== 6) return false;
+        out.zone = (buf[d]! << 8) | buf[d + 1]!;
+        break;
+      case Cta.TimestampEvent:
+        if (len !== 12) return false;
+        break;
+      case Cta.Protoinfo:
+        out.protoinfo = true;
+        for (let q = d; q < e; ) {
+          if (e - q < 4) return false;
+          const cl = buf[q]! | (buf[q + 1]! << 8);
+          const ct = (buf[q + 2]! | (buf[q + 3]! << 8)) & 0x3fff;
+          if (cl < 4 || q + cl > e || ct !== CtaProtoinfo.Tcp || out.tcpState >= 0) return false;
+          if (!scanPlainTcp(buf, q + 4, q + cl, out)) return false;
+          q += (cl + 3) & ~3;
+        }
+        break;
+      case Cta.Synproxy: {
+        let kids = 0;
+        for (let q = d; q < e; ) {
+          if (e - q < 4) return false;
+          const cl = buf[q]! | (buf[q + 1]! << 8);
+          const ct = (buf[q + 2]! | (buf[q + 3]! << 8)) & 0x3fff;
+          if (cl !== 8 || q + cl > e || ct < CtaSynproxy.Isn || ct > CtaSynproxy.Tsoff || kids & (1 << ct)) return false;
+          kids |= 1 << ct;
+          const v = readU32BE(buf, q + 4);
+          if (ct === CtaSynproxy.Isn) out.isn = v;
+          else if (ct === CtaSynproxy.Its) out.its = v;
+          else out.tsoff = v;
+          q += 8;
+        }
+        if (kids !== 0b1110) return false;
+        out.synproxy = true;
+        break;
+      }
+      default:
+        return false;
+    }
+    p += (len + 3) & ~3;
+  }
+  if (!(seen & (1 << Cta.TupleOrig)) || !(seen & (1 << Cta.TupleReply))) return false;
+  // the reply must be the original inverted (what the tables store as "reply is inverse")
+  if (rProto !== out.proto || rSport !== out.dport || rDport !== out.sport) return false;
+  for (let i = 0; i < alen; i++) {
+    if (buf[rSrcAt + i] !== buf[out.dstAt + i] || buf[rDstAt + i] !== buf[out.srcAt + i]) return false;
+  }
+  return true;
+}

@@ -7,6 +7,7 @@
 // standby accept a move its monotonic merge would otherwise refuse (see merge.ts).
 
 import type { Flow, FlowEvent } from '../kernel/types.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import type { Clock } from './clock.js';
 import { flowKey } from './key.js';
 import { isTcpBackwards, STICKY_STATUS } from './merge.js';
@@ -104,6 +105,27 @@ export class LocalTable {
     const change = this.upsert(key, ev.flow, ev.kind === 'update' ? 'partial' : 'new');
     // upsert() always set()s the key, so the slot it wrote is the entry's
     return { change, key, version: this.table.versionAt(this.table.lastSetSlot) };
+  }
+
+  /**
+   * applyEvent() for a kernel NEW event read in place (scanPlainFlow) instead of decoded: the same outcome
+   * (added, or replaced: a NEW on a held key is a new incarnation), counters and versions.
+   */
+  applyPlainNew(key: string, flow: PlainFlow): Applied {
+    this.counters.events++;
+    this.touchedInResync?.add(key);
+    const t = this.table;
+    const slot = t.slotOf(key);
+    const v = ++this.seq;
+    t.setPlain(key, flow, v, v, this.clock.now(), slot);
+    if (slot < 0) {
+      t.setDirty(t.lastSetSlot, DIRTY_STATE);
+      this.counters.added++;
+      return { change: 'added', key, version: v };
+    }
+    t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
+    this.counters.replaced++;
+    return { change: 'replaced', key, version: v };
   }
 
   private remove(key: string): Applied {

@@ -3,6 +3,7 @@
 import type { Logger } from 'pino';
 import { Conntrack } from '../kernel/conntrack.js';
 import { EventStream } from '../kernel/events.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import type { Flow, FlowEvent } from '../kernel/types.js';
 import type { Clock } from './clock.js';
 import { flowKey, flowKeyFromAttrs } from './key.js';
@@ -12,8 +13,12 @@ export interface MirrorOptions {
   netns?: string;
   /** Event socket buffer (bytes). */
   rcvbuf?: number;
-  /** Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. */
-  filter?: (f: Flow) => boolean;
+  /**
+   * Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. When it
+   * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
+   * plain form skip decoding into a Flow: they reach onChange without an event (like a resync's changes).
+   */
+  filter?: ((f: Flow) => boolean) & { plain?: (f: PlainFlow, buf: Buffer, key: string) => boolean };
   clock: Clock;
   log: Logger;
   /** Versions must keep growing across restarts (see LocalTable). */
@@ -68,6 +73,9 @@ export class KernelMirror {
     this.ct = new Conntrack({ netns: opts.netns });
     this.events.ourPorts.add(this.ct.portId);
     this.events.onEvent = (ev) => this.onEvent(ev);
+    // held-back young flows need the decoded Flow (promote() replays it): no fast path with minAgeMs
+    const plain = opts.filter?.plain;
+    if (plain !== undefined && !opts.minAgeMs) this.events.onPlainNew = (key, f, buf) => this.onPlainNew(key, f, buf, plain);
     this.events.onOverrun = () => {
       this.onEventsLost();
       opts.log.warn({ overruns: this.events.stats.overruns }, 'kernel events were lost (socket overrun); resyncing from a dump');
@@ -105,6 +113,14 @@ export class KernelMirror {
     if (r.change === 'unknown') {
       if (ev.kind === 'destroy') this.onForeignDestroy(r.key);
     } else if (r.change !== 'unchanged' && r.change !== 'ignored') this.onChange(r.key, r.change, ev);
+  }
+
+  /** A plain NEW event read in place; false (not taken) when the filter refuses it: onEvent handles that case. */
+  private onPlainNew(key: string, f: PlainFlow, buf: Buffer, plain: (f: PlainFlow, buf: Buffer, key: string) => boolean): boolean {
+    if (!plain(f, buf, key)) return false;
+    const r = this.local.applyPlainNew(key, f);
+    this.onChange(r.key, r.change);
+    return true;
   }
 
   /** Keeps a flow out of the table until it is minAgeMs old; true if the event was taken here. */

@@ -7,6 +7,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Flow, NatRange, ProtoInfo, RawAttr, SeqAdj, Tuple } from '../kernel/types.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import { ipToText, parseIpInto } from '../kernel/addr.js';
 import { decodeKey, fmix32, keyHash } from './key.js';
 
@@ -638,8 +639,6 @@ export class FlowTable {
     if (timeout !== undefined) p |= P_TIMEOUT;
     const id = flow.id;
     if (id !== undefined) p |= P_ID;
-    const tb = slot * 5;
-    const tcp = this.tcp;
     let ts = 0, wso = 0, wsr = 0, flo = 0, flr = 0;
     if (t !== undefined) {
       p |= P_TCP;
@@ -650,6 +649,71 @@ export class FlowTable {
       if (t.flagsReply !== undefined) { p |= P_FLR; flr = t.flagsReply & 0xff; }
     }
     const to = timeout === undefined ? NO_TIMEOUT : Math.min(Math.max(0, Math.floor(timeout)), NO_TIMEOUT - 1);
+    return this.store(key, slot, result, prevPresent, p, ext, status ?? 0, mark ?? 0, id ?? 0, to, ts, wso, wsr, flo, flr, reportedAt, version, born);
+  }
+
+  /**
+   * set() for a plain event read in place (scanPlainFlow): the same columns, packed bytes and hashes set() stores
+   * for decodeFlow() of the same message, without a Flow. A property test holds the two paths equal.
+   */
+  setPlain(key: string, f: PlainFlow, version: number, born: number, reportedAt: number, known?: number): number {
+    let slot = known === undefined ? this.slotOf(key) : known;
+    let result = 0;
+    if (slot < 0) {
+      slot = this.alloc(key);
+      result = SET_ADDED | SET_SIGNIFICANT;
+    }
+    this.setSlot = slot;
+    const prevPresent = this.present[slot]!;
+    w.pos = 0;
+    w.ensure(key.length + 32);
+    const kb = w.buf;
+    for (let i = 0; i < key.length; i++) kb[i] = key.charCodeAt(i);
+    w.pos = key.length;
+    let p = P_REPLY_INV; // scanPlainFlow takes only replies that invert the original
+    const status = f.status >= 0 ? f.status : 0;
+    if (f.status >= 0) p |= P_STATUS;
+    const mark = f.mark >= 0 ? f.mark : 0;
+    if (f.mark >= 0) p |= P_MARK;
+    w.u32(status & ~STATUS_INSIGNIFICANT);
+    w.u32(mark);
+    if (f.protoinfo) p |= P_PROTOINFO;
+    w.u8(f.tcpState >= 0 ? f.tcpState : 0xff);
+    const extraStart = w.pos;
+    if (f.synproxy) {
+      w.u8(T_SYNPROXY);
+      w.u32(f.isn);
+      w.u32(f.its);
+      w.u32(f.tsoff);
+    }
+    hash64(w.buf, w.pos);
+    let ext: string | undefined;
+    if (w.pos === extraStart) ext = undefined;
+    else if (isZeroSynproxy(w.buf, extraStart, w.pos)) ext = ZERO_SYNPROXY;
+    else ext = w.buf.toString('latin1', extraStart, w.pos);
+    if (f.timeout >= 0) p |= P_TIMEOUT;
+    if (f.id >= 0) p |= P_ID;
+    let ts = 0, wso = 0, wsr = 0, flo = 0, flr = 0;
+    if (f.tcpState >= 0) {
+      p |= P_TCP;
+      ts = f.tcpState;
+      if (f.wscaleOrig >= 0) { p |= P_WSO; wso = f.wscaleOrig; }
+      if (f.wscaleReply >= 0) { p |= P_WSR; wsr = f.wscaleReply; }
+      if (f.flagsOrig >= 0) { p |= P_FLO; flo = f.flagsOrig; }
+      if (f.flagsReply >= 0) { p |= P_FLR; flr = f.flagsReply; }
+    }
+    const to = f.timeout < 0 ? NO_TIMEOUT : Math.min(f.timeout, NO_TIMEOUT - 1);
+    return this.store(key, slot, result, prevPresent, p, ext, status, mark, f.id >= 0 ? f.id : 0, to, ts, wso, wsr, flo, flr, reportedAt, version, born);
+  }
+
+  /** The common tail of set() and setPlain(): compares with what the slot held (SET_* flags), then writes it. */
+  private store(
+    key: string, slot: number, result: number, prevPresent: number, p: number, ext: string | undefined,
+    status: number, mark: number, id: number, to: number, ts: number, wso: number, wsr: number, flo: number, flr: number,
+    reportedAt: number, version: number, born: number,
+  ): number {
+    const tb = slot * 5;
+    const tcp = this.tcp;
     const oldA = this.hashesA[slot]!;
     const oldB = this.hashesB[slot]!;
     if (result === 0) {
@@ -658,8 +722,8 @@ export class FlowTable {
         prevPresent !== p ||
         this.extra[slot] !== ext ||
         this.timeouts[slot] !== to ||
-        this.statuses[slot] !== (status ?? 0) >>> 0 ||
-        this.ids[slot] !== (id ?? 0) >>> 0 ||
+        this.statuses[slot] !== status >>> 0 ||
+        this.ids[slot] !== id >>> 0 ||
         tcp[tb + 1] !== wso || tcp[tb + 2] !== wsr || tcp[tb + 3] !== flo || tcp[tb + 4] !== flr
       ) {
         result |= SET_MINOR;
@@ -673,9 +737,9 @@ export class FlowTable {
     this.hashesB[slot] = hashB;
     this.present[slot] = p;
     this.extra[slot] = ext;
-    this.statuses[slot] = status ?? 0;
-    this.marks[slot] = mark ?? 0;
-    this.ids[slot] = id ?? 0;
+    this.statuses[slot] = status;
+    this.marks[slot] = mark;
+    this.ids[slot] = id;
     this.timeouts[slot] = to;
     this.reported[slot] = reportedAt;
     this.versions[slot] = version;

@@ -126,8 +126,8 @@ export class SyncEngine {
   /** A peer's table was created (on its first frame or link event): a warm standby hooks its changes here. */
   onPeerTable: (nodeId: string, table: PeerTable) => void = () => {};
   private seq = 0;
-  private readonly dirty = new Set<string>();
-  private reborn = new Set<string>();
+  /** Keys changed since the last flush → true when one of the changes was a new connection on the tuple (reborn). */
+  private dirty = new Map<string, boolean>();
   private log: LogFrame[] = [];
   private flushTimer?: NodeJS.Timeout;
   private timers: NodeJS.Timeout[] = [];
@@ -190,8 +190,9 @@ export class SyncEngine {
 
   /** A key of the local table changed (or went away); `reborn` = a new connection on that tuple. */
   changed(key: string, reborn = false): void {
-    this.dirty.add(key);
-    if (reborn) this.reborn.add(key);
+    // one hash operation per change in a burst of new flows (every change is reborn there)
+    if (reborn) this.dirty.set(key, true);
+    else if (!this.dirty.has(key)) this.dirty.set(key, false);
     if (!this.flushTimer && !this.stopped) this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
   }
 
@@ -205,16 +206,14 @@ export class SyncEngine {
       this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
       return;
     }
-    const keys = [...this.dirty];
-    this.dirty.clear();
     // taken whole: sendKeys consults it only for keys still in the table, so gone ones need no filtering
-    const reborn = this.reborn;
-    this.reborn = new Set();
-    this.sendKeys(keys, { reborn });
+    const reborn = this.dirty;
+    this.dirty = new Map();
+    this.sendKeys([...reborn.keys()], { reborn });
   }
 
   /** Current state of each key: present → upsert, gone → delete. Used by flush, resume and repair alike. */
-  private sendKeys(keys: string[], how: { reborn?: Set<string>; authoritative?: boolean; bulkId?: number }): void {
+  private sendKeys(keys: string[], how: { reborn?: ReadonlyMap<string, boolean>; authoritative?: boolean; bulkId?: number }): void {
     const now = this.clock.now();
     const t = this.local.table;
     const upKeys: string[] = [];
@@ -237,7 +236,7 @@ export class SyncEngine {
       for (let j = i; j < end; j++) {
         const key = upKeys[j]!;
         if (!this.addEntry(batch, key, upSlots[j]!, now)) continue;
-        if (how.reborn?.has(key)) rebornIdx.push(batch.count - 1);
+        if (how.reborn?.get(key) === true) rebornIdx.push(batch.count - 1);
         sent.push(key);
       }
       if (!batch.count) continue;

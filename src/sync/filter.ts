@@ -1,5 +1,6 @@
 // What is synced: the config's protocol, address, state, zone and mark selections compiled into one predicate.
 import { IpProto, type Flow } from '../kernel/types.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import { TCP_STATES } from '../kernel/json.js';
 import { parseIpInto } from '../kernel/addr.js';
 import type { Config } from '../config/load.js';
@@ -16,7 +17,8 @@ const PROTO_BY_NAME: Record<string, number> = {
 };
 const CONNECTIONLESS = new Set<number>([IpProto.Udp, IpProto.UdpLite, IpProto.Icmp, IpProto.Icmpv6, IpProto.Gre]);
 
-export type FlowFilter = (f: Flow) => boolean;
+/** The predicate over a Flow, and the same one over a message read in place (the event path's fast path). */
+export type FlowFilter = ((f: Flow) => boolean) & { plain: (f: PlainFlow, buf: Buffer) => boolean };
 
 /** A CIDR as bytes: it matches addresses of its own family whose first `bits` bits equal its own. */
 interface Cidr {
@@ -59,6 +61,24 @@ function hits(cidrs: Cidr[], f: Flow): boolean {
   return matches(cidrs, f.orig.src) || matches(cidrs, f.orig.dst);
 }
 
+/** matches() for address bytes in place (len 4 or 16): no text in between. */
+function matchesAt(cidrs: Cidr[], buf: Buffer, at: number, len: number): boolean {
+  for (const c of cidrs) {
+    if (c.len !== len) continue;
+    const full = c.bits >> 3;
+    let i = 0;
+    while (i < full && buf[at + i] === c.bytes[i]) i++;
+    if (i < full) continue;
+    const rest = c.bits & 7;
+    if (rest === 0 || ((buf[at + full]! ^ c.bytes[full]!) & (0xff << (8 - rest)) & 0xff) === 0) return true;
+  }
+  return false;
+}
+
+function hitsPlain(cidrs: Cidr[], f: PlainFlow, buf: Buffer): boolean {
+  return matchesAt(cidrs, buf, f.srcAt, f.addrLen) || matchesAt(cidrs, buf, f.dstAt, f.addrLen);
+}
+
 /**
  * Compile `sync.*` into a predicate. `extraIgnore` adds addresses that are never synced whatever the config says:
  * the sync link's own endpoints (syncing the sync link's flows would feed back on itself).
@@ -73,7 +93,7 @@ export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []):
     const [v, mask] = m.split('/');
     return { value: Number(v) >>> 0, mask: mask === undefined ? 0xffffffff : Number(mask) >>> 0 };
   });
-  return (f) => {
+  const filter = (f: Flow): boolean => {
     const proto = f.orig.proto;
     if (!protos.has(proto)) return false;
     if (!sync.connectionless && CONNECTIONLESS.has(proto)) return false;
@@ -84,4 +104,18 @@ export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []):
     if (accept && !hits(accept, f)) return false;
     return true;
   };
+  // the same decisions, in the same order, over the fields scanPlainFlow read
+  const plain = (f: PlainFlow, buf: Buffer): boolean => {
+    const proto = f.proto;
+    if (!protos.has(proto)) return false;
+    if (!sync.connectionless && CONNECTIONLESS.has(proto)) return false;
+    if (proto === IpProto.Tcp && f.tcpState >= 0 && !tcpStates.has(f.tcpState)) return false;
+    if (zones && !zones.has(f.zone >= 0 ? f.zone : 0)) return false;
+    const mark = f.mark >= 0 ? f.mark : 0;
+    if (marks.length && !marks.some((m) => (mark & m.mask) === (m.value & m.mask))) return false;
+    if (ignore && hitsPlain(ignore, f, buf)) return false;
+    if (accept && !hitsPlain(accept, f, buf)) return false;
+    return true;
+  };
+  return Object.assign(filter, { plain });
 }

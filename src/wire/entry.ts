@@ -441,7 +441,9 @@ export class EntryBatch {
     this.varint(size);
     b[this.len++] = 0x0a; // orig = 1
     b[this.len++] = e.tupleLen;
-    e.tuple.copy(b, this.len, 0, e.tupleLen);
+    // a tuple is at most ~40 bytes: a loop beats Buffer#copy's argument checks and native call
+    const tb = e.tuple;
+    for (let i = 0, at = this.len; i < e.tupleLen; i++) b[at + i] = tb[i]!;
     this.len += e.tupleLen;
     if (e.zone >= 0) (b[this.len++] = 0x18), this.varint(e.zone);
     if (e.origZone >= 0) (b[this.len++] = 0x20), this.varint(e.origZone);

@@ -1,0 +1,254 @@
+// The plain-event fast path (scanPlainFlow → filter.plain → LocalTable.applyPlainNew → FlowTable.setPlain) against
+// the path it shortcuts (decodeFlow → filter → applyEvent → set): same fields, same filter verdicts, same table.
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { decodeFlow, DecodeError, encodeFlow, newPlainFlow, scanPlainFlow, type PlainFlow } from '../../../src/kernel/flow-codec.js';
+import { AttrWriter } from '../../../src/kernel/nla.js';
+import { forEachMessage } from '../../../src/kernel/nfnetlink.js';
+import type { Flow } from '../../../src/kernel/types.js';
+import { flowKey, flowKeyFromAttrs } from '../../../src/state/key.js';
+import { FlowTable } from '../../../src/state/table.js';
+import { LocalTable } from '../../../src/state/local-table.js';
+import { FakeClock } from '../../../src/state/clock.js';
+import { compileFilter } from '../../../src/sync/filter.js';
+import { buildConfig } from '../../../src/config/load.js';
+import { AF_INET, AF_INET6, address, flowArb, inverseOf, tupleOf, u16, u32 } from '../wire/arbitraries.js';
+
+/** One IPCTNL_MSG_CT_NEW message (CREATE|EXCL, as events carry) holding the flow as the kernel reports it. */
+function message(f: Flow, readOnly = true): Buffer {
+  const w = new AttrWriter();
+  w.beginMessage(0x100, 0x600, 1, f.family);
+  encodeFlow(w, f, { readOnly });
+  w.endMessage();
+  return w.finish();
+}
+
+interface Read {
+  buf: Buffer;
+  flow: Flow;
+  key: string;
+  plain?: PlainFlow;
+}
+
+/** The message read both ways; undefined when decodeFlow refuses it. */
+function read(buf: Buffer): Read | undefined {
+  let out: Read | undefined;
+  forEachMessage(buf, (m) => {
+    const flow = decodeFlow(buf, m.payloadOff, m.end, m.family);
+    if (flow instanceof DecodeError) return;
+    const key = flowKeyFromAttrs(buf, m.payloadOff, m.end, m.family) ?? flowKey(flow);
+    const p = newPlainFlow();
+    out = { buf, flow, key, ...(scanPlainFlow(buf, m.payloadOff, m.end, m.family, p) ? { plain: p } : {}) };
+  });
+  return out;
+}
+
+const tcpPlain = fc.record(
+  { state: fc.integer({ min: 0, max: 9 }), wscaleOrig: fc.integer({ min: 0, max: 14 }), wscaleReply: fc.integer({ min: 0, max: 14 }), flagsOrig: fc.integer({ min: 0, max: 0xff }), flagsReply: fc.integer({ min: 0, max: 0xff }) },
+  { requiredKeys: ['state'] },
+);
+
+/** Flows mostly of the plain form (so the fast path is exercised), now and then with one thing that is not. */
+const plainishArb: fc.Arbitrary<Flow> = fc
+  .record({ family: fc.constantFrom(AF_INET, AF_INET6), proto: fc.constantFrom(6, 17, 132, 33, 136, 47) })
+  .chain(({ family, proto }) =>
+    fc.record({
+      family: fc.constant(family),
+      orig: tupleOf(family, proto, false),
+      extras: fc.record(
+        {
+          status: u32,
+          timeout: u32,
+          mark: u32,
+          zone: u16,
+          id: u32,
+          use: u32,
+          secmark: u32,
+          timestampEvent: fc.bigUintN(64),
+          protoinfo: proto === 6 ? fc.option(fc.record({ tcp: tcpPlain }), { nil: undefined }) : fc.constant(undefined),
+          synproxy: fc.oneof(fc.constant({ isn: 0, its: 0, tsoff: 0 }), fc.record({ isn: u32, its: u32, tsoff: u32 })),
+        },
+        { requiredKeys: [] },
+      ),
+      // one departure from the plain form, sometimes
+      odd: fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.constantFrom('nat', 'replyZone', 'origZone', 'labels', 'helper', 'unknown') }),
+      other: address(family),
+    }),
+  )
+  .map(({ family, orig, extras, odd, other }) => {
+    const reply = { ...inverseOf(orig)! };
+    const f: Flow = { family, orig, reply, ...extras };
+    if (f.protoinfo === undefined) delete f.protoinfo;
+    if (odd === 'nat') f.reply = { ...reply, src: other === reply.src ? reply.dst : other };
+    if (odd === 'replyZone') f.reply = { ...reply, zone: 3 };
+    if (odd === 'origZone') f.orig = { ...orig, zone: 3 };
+    if (odd === 'labels') f.labels = Buffer.alloc(16, 1);
+    if (odd === 'helper') f.helper = 'ftp';
+    if (odd === 'unknown') f.unknown = [{ type: 30, nested: false, data: Buffer.from([1, 2, 3, 4]) }];
+    return f;
+  });
+
+const anyArb = fc.oneof({ weight: 3, arbitrary: plainishArb }, { weight: 1, arbitrary: flowArb() });
+
+describe('scanPlainFlow', () => {
+  it('takes exactly what it can read like decodeFlow, and reads the same values', () => {
+    let taken = 0;
+    fc.assert(
+      fc.property(anyArb, fc.boolean(), (f, readOnly) => {
+        const r = read(message(f, readOnly));
+        if (r === undefined || r.plain === undefined) return;
+        taken++;
+        const p = r.plain;
+        const d = r.flow;
+        expect(d.reply.src).toBe(d.orig.dst);
+        expect(d.reply.dst).toBe(d.orig.src);
+        expect([p.proto, p.sport, p.dport]).toEqual([d.orig.proto, d.orig.sport, d.orig.dport]);
+        expect([d.reply.sport, d.reply.dport, d.orig.zone, d.reply.zone]).toEqual([d.orig.dport, d.orig.sport, undefined, undefined]);
+        expect(p.zone).toBe(d.zone ?? -1);
+        expect(p.status).toBe(d.status ?? -1);
+        expect(p.timeout).toBe(d.timeout ?? -1);
+        expect(p.mark).toBe(d.mark ?? -1);
+        expect(p.id).toBe(d.id ?? -1);
+        expect(p.protoinfo).toBe(d.protoinfo !== undefined);
+        expect(p.tcpState).toBe(d.protoinfo?.tcp?.state ?? -1);
+        expect(p.synproxy).toBe(d.synproxy !== undefined);
+        for (const k of ['labels', 'helper', 'natSrc', 'natDst', 'master', 'seqAdjOrig', 'seqAdjReply', 'unknown', 'labelsMask'] as const) expect(d[k]).toBeUndefined();
+        expect(d.protoinfo?.unknown ?? d.protoinfo?.sctp ?? d.protoinfo?.dccp ?? d.protoinfo?.tcp?.unknown).toBeUndefined();
+      }),
+      { numRuns: 500 },
+    );
+    expect(taken).toBeGreaterThan(150);
+  });
+
+  it('takes what the kernel sends for an established TCP flow (id, status, timeout, protoinfo, zero synproxy, mark)', () => {
+    const f: Flow = {
+      family: AF_INET,
+      orig: { src: '172.20.0.1', dst: '172.21.0.1', proto: 6, sport: 10000, dport: 443 },
+      reply: { src: '172.21.0.1', dst: '172.20.0.1', proto: 6, sport: 443, dport: 10000 },
+      status: 0xe,
+      timeout: 3600,
+      mark: 0,
+      id: 7,
+      protoinfo: { tcp: { state: 3, wscaleOrig: 7, wscaleReply: 7, flagsOrig: 0x0b, flagsReply: 0x0b } },
+      synproxy: { isn: 0, its: 0, tsoff: 0 },
+    };
+    expect(read(message(f))?.plain).toBeDefined();
+    expect(read(message({ ...f, reply: { ...f.reply, dport: 1 } }))?.plain).toBeUndefined(); // NAT'd port
+  });
+
+  it('never throws on random bytes', () => {
+    const p = newPlainFlow();
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(2, 10, 7), (b, fam) => void scanPlainFlow(Buffer.from(b), 0, b.length, fam, p)));
+  });
+});
+
+/** Every per-slot column and packed string of a FlowTable (private fields, read for the comparison only). */
+function columns(t: FlowTable, key: string): unknown[] {
+  const slot = t.slotOf(key);
+  const x = t as unknown as Record<string, ArrayLike<unknown>>;
+  const cols = ['present', 'hashesA', 'hashesB', 'statuses', 'marks', 'ids', 'timeouts', 'reported', 'versions', 'borns', 'dirtyBits', 'extra'];
+  const tcp = Array.from({ length: 5 }, (_, i) => x['tcp']![slot * 5 + i]);
+  return [...cols.map((c) => x[c]![slot]), ...tcp];
+}
+
+describe('FlowTable.setPlain', () => {
+  it('stores what set() stores for the decoded flow, and reports the same change against any earlier entry', () => {
+    fc.assert(
+      fc.property(anyArb, fc.option(anyArb, { nil: undefined }), fc.integer({ min: 1, max: 1e9 }), (f, before, v) => {
+        const r = read(message(f));
+        if (r?.plain === undefined) return;
+        const a = new FlowTable();
+        const b = new FlowTable();
+        if (before !== undefined) {
+          // an earlier entry on the same key (a reopen, or a changed state): whatever it held
+          const prev = read(message({ ...before, family: f.family, orig: f.orig, reply: before.reply.src.includes(':') === f.orig.src.includes(':') ? before.reply : f.reply }));
+          if (prev !== undefined && flowKey(prev.flow) === r.key) {
+            a.set(r.key, prev.flow, 1, 1, 5);
+            b.set(r.key, prev.flow, 1, 1, 5);
+          }
+        }
+        const ra = a.set(r.key, r.flow, v, v, 1000);
+        const rb = b.setPlain(r.key, r.plain, v, v, 1000);
+        expect(rb).toBe(ra);
+        expect(columns(b, r.key)).toEqual(columns(a, r.key));
+        expect(b.get(r.key)).toEqual(a.get(r.key));
+        expect(Array.from(b.digest())).toEqual(Array.from(a.digest()));
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('LocalTable.applyPlainNew', () => {
+  it('is applyEvent() of the decoded NEW event: same outcomes, versions, counters and table', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(plainishArb, fc.nat(3)), { minLength: 1, maxLength: 30 }), (evs) => {
+        const clock = new FakeClock(1000);
+        const a = new LocalTable({ clock, firstVersion: 10 });
+        const b = new LocalTable({ clock, firstVersion: 10 });
+        const seen: Read[] = [];
+        for (const [f, again] of evs) {
+          // now and then the same tuple again (a NEW on a held key is a new incarnation)
+          const r = again === 0 && seen.length ? read(message({ ...seen[seen.length - 1]!.flow, status: f.status })) : read(message(f));
+          if (r === undefined) continue;
+          seen.push(r);
+          const ea = a.applyEvent({ kind: 'new', flow: r.flow, origin: 'kernel', portId: 0, key: r.key });
+          const eb = r.plain ? b.applyPlainNew(r.key, r.plain) : b.applyEvent({ kind: 'new', flow: r.flow, origin: 'kernel', portId: 0, key: r.key });
+          expect(eb).toEqual(ea);
+          clock.advance(7);
+        }
+        expect(b.counters).toEqual(a.counters);
+        expect(b.version).toBe(a.version);
+        for (const r of seen) {
+          expect(b.get(r.key)).toEqual(a.get(r.key));
+          expect(b.meta(r.key)).toEqual(a.meta(r.key));
+        }
+        expect(Array.from(b.digest())).toEqual(Array.from(a.digest()));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('compileFilter(...).plain', () => {
+  const cidr4 = fc.tuple(fc.constantFrom('10.0.0.0', '10.1.0.0', '172.20.0.0', '192.168.1.0', '0.0.0.0'), fc.integer({ min: 0, max: 32 })).map(([a, n]) => `${a}/${n}`);
+  const cidr6 = fc.tuple(fc.constantFrom('fd00::', '2001:db8::', '::'), fc.integer({ min: 0, max: 128 })).map(([a, n]) => `${a}/${n}`);
+  const syncArb = fc.record(
+    {
+      protocols: fc.subarray(['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre']),
+      connectionless: fc.boolean(),
+      tcpStates: fc.subarray(['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2']),
+      zones: fc.subarray(['0', '1', '3', '65535']),
+      marks: fc.subarray(['0', '1/1', '0x10/0xf0', '4294967295']),
+      acceptCidrs: fc.array(fc.oneof(cidr4, cidr6), { maxLength: 3 }),
+      ignoreCidrs: fc.array(fc.oneof(cidr4, cidr6), { maxLength: 3 }),
+    },
+    { requiredKeys: [] },
+  );
+  /** Flows whose addresses fall into the CIDRs above often enough to matter. */
+  const near = fc.tuple(plainishArb, fc.constantFrom('10.0.0.5', '10.1.200.1', '172.20.3.4', '192.168.1.77', 'fd00::5', '2001:db8::9', ''), fc.boolean()).map(([f, a, srcSide]) => {
+    if (a === '' || a.includes(':') !== (f.family === AF_INET6)) return f;
+    const orig = srcSide ? { ...f.orig, src: a } : { ...f.orig, dst: a };
+    return { ...f, orig, reply: { ...f.reply, src: orig.dst, dst: orig.src } };
+  });
+
+  it('decides as the Flow predicate does, for any sync selection', () => {
+    fc.assert(
+      fc.property(syncArb, fc.array(near, { minLength: 1, maxLength: 10 }), (s, flows) => {
+        let cfg;
+        try {
+          cfg = buildConfig({ nodeId: 'a', sync: s }).sync;
+        } catch {
+          return; // a selection the config refuses
+        }
+        const filter = compileFilter(cfg, ['10.1.0.1']);
+        for (const f of flows) {
+          const r = read(message(f));
+          if (r?.plain === undefined) continue;
+          expect(filter.plain(r.plain, r.buf)).toBe(filter(r.flow));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
