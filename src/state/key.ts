@@ -317,6 +317,38 @@ export function keyTupleBytes(key: string, out: Buffer, at: number, zones: KeyZo
   return 1 + n;
 }
 
+/**
+ * keyTupleBytes' inverse: the key flowKey makes for a flow whose original tuple is the packed bytes
+ * buf[at .. at+len) ([proto][src][dst][sport dport], 9/13 bytes IPv4, 33/37 IPv6) and whose zones are given
+ * (-1 = none; each < 2^16), without formatting the addresses into text. Undefined for ICMP/ICMPv6 (their L4
+ * fields are keyed differently) and for any other length. The receive path builds the key of a plain entry with it.
+ */
+export function keyFromTupleBytes(buf: Uint8Array, at: number, len: number, ctZone: number, origZone: number, replyZone: number): string | undefined {
+  const alen = len === 9 || len === 13 ? 4 : len === 33 || len === 37 ? 16 : 0;
+  const proto = buf[at]!;
+  if (alen === 0 || proto === 1 || proto === 58) return undefined;
+  let zf = 0;
+  let k = 4;
+  if (ctZone >= 0) {
+    zf |= Z_CT;
+    k = putU16(ctZone, k);
+  }
+  if (origZone >= 0) {
+    zf |= Z_ORIG;
+    k = putU16(origZone, k);
+  }
+  if (replyZone >= 0) {
+    zf |= Z_REPLY;
+    k = putU16(replyZone, k);
+  }
+  for (let i = 1; i < len; i++) scratch[k++] = buf[at + i]!;
+  scratch[0] = alen === 4 ? AF_INET : AF_INET6;
+  scratch[1] = proto;
+  scratch[2] = zf;
+  scratch[3] = len === 1 + 2 * alen ? 0 : L_SPORT | L_DPORT;
+  return scratch.toString('latin1', 0, k);
+}
+
 /** The L4 protocol a key is for, without decoding the rest. */
 export function keyProto(key: string): number {
   return key.charCodeAt(1);

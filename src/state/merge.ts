@@ -70,12 +70,26 @@ export function judgeUpsert(
   version: number,
   born: number,
 ): UpsertVerdict {
+  return stored === undefined
+    ? judgeUpsertAt(false, 0, 0, tombstone, version, born)
+    : judgeUpsertAt(true, stored.version, stored.born, tombstone, version, born);
+}
+
+/** judgeUpsert with the stored entry's version and born as numbers (`held` false: nothing stored): no object per call. */
+export function judgeUpsertAt(
+  held: boolean,
+  storedVersion: number,
+  storedBorn: number,
+  tombstone: number | undefined,
+  version: number,
+  born: number,
+): UpsertVerdict {
   if (tombstone !== undefined && version <= tombstone) return 'tombstoned';
-  if (stored === undefined) return 'new';
-  if (born > stored.born) return version > stored.version ? 'reincarnation' : 'stale';
-  if (born < stored.born) return 'stale';
-  if (version < stored.version) return 'stale';
-  if (version === stored.version) return 'duplicate';
+  if (!held) return 'new';
+  if (born > storedBorn) return version > storedVersion ? 'reincarnation' : 'stale';
+  if (born < storedBorn) return 'stale';
+  if (version < storedVersion) return 'stale';
+  if (version === storedVersion) return 'duplicate';
   return 'update';
 }
 

@@ -5,10 +5,11 @@
 // late upsert never resurrects what the peer destroyed (a tombstone holds the delete's version for tombstoneTtlMs).
 // While the link is down entries age by their last known remaining timeout: expire() removes the run-out ones.
 
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import type { Flow } from '../kernel/types.js';
 import type { Clock } from './clock.js';
 import { flowKey } from './key.js';
-import { isTcpBackwards, judgeDelete, judgeUpsert, mergeStatus, STICKY_STATUS } from './merge.js';
+import { isTcpBackwards, judgeDelete, judgeUpsert, judgeUpsertAt, mergeStatus, STICKY_STATUS } from './merge.js';
 import type { UpsertVerdict } from './merge.js';
 import { FlowTable } from './table.js';
 import type { EntryMeta, FlowTableOptions } from './table.js';
@@ -168,6 +169,75 @@ export class PeerTable {
     const keepTimeout = f.timeout === undefined ? t.timeoutAt(slot) : undefined;
     const keptAt = t.reportedAtAt(slot);
     t.set(key, f, version, born, now);
+    if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
+    c.updated++;
+    this.onChange(key);
+    return 'updated';
+  }
+
+  /**
+   * upsert() for a plain entry read in place (wire/upsert-scan.ts), stored without a Flow: the same verdicts,
+   * merge rules, counters and onChange calls as upsert() of the Flow entryToFlow makes of that entry. `slot` is
+   * table.slotOf(key), which the caller looked up anyway; `now` the clock's time (read once per frame). Returns undefined, having changed nothing, in the one
+   * case it leaves to upsert(): a merge that keeps stored protoinfo the entry lacks (which may be more than TCP).
+   * `f` is scratch: the merge may rewrite its TCP state and status.
+   */
+  upsertPlain(key: string, f: PlainFlow, version: number, born: number, slot: number, now: number): UpsertOutcome | undefined {
+    const t = this.table;
+    const c = this.counters;
+    const tomb = this.tombs.size === 0 ? undefined : this.tombs.get(key);
+    const verdict = judgeUpsertAt(slot >= 0, slot < 0 ? 0 : t.versionAt(slot), slot < 0 ? 0 : t.bornAt(slot), tomb, version, born);
+    switch (verdict) {
+      case 'tombstoned':
+        c.tombstoned++;
+        return 'tombstoned';
+      case 'stale':
+        c.stale++;
+        if (t.isSweeping) t.touch(slot);
+        return 'stale';
+      case 'duplicate':
+        c.duplicate++;
+        if (f.timeout >= 0) {
+          t.setTimeoutAt(slot, f.timeout, now);
+          this.onChange(key);
+        }
+        t.touch(slot);
+        return 'duplicate';
+      case 'new':
+        if (tomb !== undefined) this.tombs.delete(key);
+        t.setPlain(key, f, version, born, now, slot);
+        c.added++;
+        this.onChange(key);
+        return 'added';
+      case 'reincarnation':
+        t.setPlain(key, f, version, born, now, slot);
+        c.reincarnated++;
+        this.onChange(key);
+        return 'reincarnated';
+      case 'update':
+        break;
+    }
+    // Same connection, newer version: merge monotonically (upsert()'s rules).
+    if (!f.protoinfo) {
+      if (t.hasProtoinfoAt(slot)) return undefined;
+    } else {
+      const storedState = t.tcpStateAt(slot);
+      if (f.tcpState >= 0 && storedState >= 0 && isTcpBackwards(storedState, f.tcpState)) {
+        f.tcpState = storedState;
+        c.tcpBackwardsBlocked++;
+      }
+    }
+    const storedStatus = t.statusAt(slot);
+    if (storedStatus !== undefined && storedStatus & STICKY_STATUS) {
+      const merged = mergeStatus(storedStatus, f.status);
+      if (merged !== f.status) {
+        f.status = merged;
+        c.stickyStatusKept++;
+      }
+    }
+    const keepTimeout = f.timeout < 0 ? t.timeoutAt(slot) : undefined;
+    const keptAt = t.reportedAtAt(slot);
+    t.setPlain(key, f, version, born, now, slot);
     if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
     c.updated++;
     this.onChange(key);

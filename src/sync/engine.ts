@@ -4,14 +4,15 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Flow } from '../kernel/types.js';
 import type { Clock } from '../state/clock.js';
-import { flowKey, decodeKey, keyTupleBytes, type KeyZones } from '../state/key.js';
+import { flowKey, decodeKey, keyFromTupleBytes, keyTupleBytes, type KeyZones } from '../state/key.js';
 import { DIRTY_STATE, type LocalTable } from '../state/local-table.js';
 import { PeerTable } from '../state/peer-table.js';
 import { diffDigests } from '../state/table.js';
 import type { LinkState, PeerInfo, Transport } from '../transport/types.js';
-import { decodeFrame, encodeFrame, encodeUpsertFrame, type MacKey } from '../wire/envelope.js';
+import { checkFrame, decodeEnvelope, decodeFrame, encodeFrame, encodeUpsertFrame, MIN_PROTOCOL_VERSION, type MacKey } from '../wire/envelope.js';
 import { EntryBatch, entryToFlow, keyFromWire, keyToWire, refreshFromWire, refreshToWire, type FlowKey, type PlainEntry } from '../wire/entry.js';
-import type { pb } from '../wire/proto.js';
+import { Entry, type pb } from '../wire/proto.js';
+import { bytesEqual, newPlainWireEntry, PlainUpsert, scanPlainUpsert } from '../wire/upsert-scan.js';
 import type { DropReason } from '../wire/errors.js';
 
 export interface SyncOptions {
@@ -148,6 +149,13 @@ export class SyncEngine {
     tuple: Buffer.allocUnsafe(40), tupleLen: 0, zone: -1, origZone: -1, status: 0, timeout: -1, mark: 0,
     tcp: new Int16Array(5), tcpState: -1, replyZone: -1, ctZone: -1, synproxy: new Uint32Array(4),
   };
+  /** Receive-path scratch for Upsert frames read in place (single-threaded; receive never re-enters itself). */
+  private readonly rxScan = new PlainUpsert();
+  private readonly rxEntry = newPlainWireEntry();
+  /** opts.clusterId as UTF-8, compared with a frame's bytes; undefined (no in-place reads) if it does not round-trip. */
+  private readonly clusterBytes: Buffer | undefined;
+  /** Each peer's node id as UTF-8 (null: it does not round-trip, so its frames always take protobufjs's path). */
+  private readonly nodeIdBytes = new Map<string, Buffer | null>();
 
   constructor(
     private readonly opts: SyncOptions,
@@ -158,6 +166,8 @@ export class SyncEngine {
   ) {
     this.perFrame = opts.entriesPerFrame ?? 1000;
     this.resumeFrames = opts.resumeFrames ?? 8192;
+    const cb = Buffer.from(opts.clusterId, 'utf8');
+    this.clusterBytes = cb.toString('utf8') === opts.clusterId ? cb : undefined;
     transport.onFrame = (frame, from) => this.receive(frame, from);
     transport.onLink = (peer, state, reason) => this.onLink(peer, state, reason);
     this.durable = durableOf(transport);
@@ -474,7 +484,16 @@ export class SyncEngine {
 
   private receive(frame: Buffer, from: PeerInfo): void {
     if (frame.length === 0) return;
-    const r = decodeFrame(frame, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
+    const expect = { clusterId: this.opts.clusterId, macKey: this.opts.macKey };
+    // size limit, header and MAC first, whichever way the Envelope is then read
+    const c = checkFrame(frame, { maxFrameBytes: this.opts.maxFrameBytes }, expect);
+    if (!c.ok) {
+      this.count(c.reason);
+      this.log_.debug({ peer: from.nodeId, reason: c.reason, detail: c.detail }, 'frame dropped');
+      return;
+    }
+    if (this.receivePlain(frame, c.end, from)) return;
+    const r = decodeEnvelope(frame, c.end, expect);
     if (!r.ok) {
       this.count(r.reason as DropReason);
       this.log_.debug({ peer: from.nodeId, reason: r.reason, detail: r.detail }, 'frame dropped');
@@ -503,6 +522,106 @@ export class SyncEngine {
     } catch (err) {
       this.count('apply_error');
       this.log_.warn({ err, peer: from.nodeId, body }, 'frame could not be applied');
+    }
+  }
+
+  /**
+   * receive() for an Upsert frame whose entries all have the plain shape (wire/upsert-scan.ts): read in place, keyed
+   * from the tuple bytes and stored without Flow objects, with the same outcome as decodeEnvelope + apply. False,
+   * having done nothing, for any other frame (including one that would be dropped): the caller decodes it.
+   */
+  private receivePlain(frame: Buffer, end: number, from: PeerInfo): boolean {
+    if (!this.scanPlainFrom(frame, end, from.nodeId)) return false;
+    const u = this.rxScan;
+    this.counters.framesIn++;
+    const rx = this.rxOf(from.nodeId);
+    rx.lastFrameAt = this.clock.now();
+    if (u.ack) this.onAck(from.nodeId, u.ack);
+    if (!(u.seq > rx.lastSeq)) {
+      this.count('replayed');
+      return true;
+    }
+    rx.lastSeq = u.seq;
+    try {
+      this.applyPlainUpsert(frame, u, rx);
+    } catch (err) {
+      this.count('apply_error');
+      this.log_.warn({ err, peer: from.nodeId, body: 'upsert' }, 'frame could not be applied');
+    }
+    return true;
+  }
+
+  /**
+   * Reads a checked frame into rxScan when it is a plain Upsert that decodeEnvelope would pass (version, cluster id)
+   * and that comes from `nodeId`; false for anything else.
+   */
+  private scanPlainFrom(frame: Buffer, end: number, nodeId: string): boolean {
+    const u = this.rxScan;
+    if (this.clusterBytes === undefined || !scanPlainUpsert(frame, end, u, this.rxEntry)) return false;
+    if (!(u.version >= MIN_PROTOCOL_VERSION) || !bytesEqual(frame, u.clusterAt, u.clusterLen, this.clusterBytes)) return false;
+    let nb = this.nodeIdBytes.get(nodeId);
+    if (nb === undefined) {
+      const b = Buffer.from(nodeId, 'utf8');
+      nb = b.toString('utf8') === nodeId ? b : null;
+      this.nodeIdBytes.set(nodeId, nb);
+    }
+    return nb !== null && bytesEqual(frame, u.nodeAt, u.nodeLen, nb);
+  }
+
+  /**
+   * loadSnapshot's handling of one frame when it is a plain Upsert from `nodeId` (read in place, stored at
+   * version = born = v): the entries applied, or -1, having done nothing, for any other frame.
+   */
+  private snapshotPlain(frame: Buffer, nodeId: string, rx: Rx, v: number): number {
+    const c = checkFrame(frame, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
+    if (!c.ok || !this.scanPlainFrom(frame, c.end, nodeId)) return -1;
+    const u = this.rxScan;
+    const e = this.rxEntry;
+    const pt = rx.table;
+    const now = this.clock.now();
+    let n = 0;
+    for (let i = 0; i < u.count; i++) {
+      u.load(frame, i, e);
+      const key = keyFromTupleBytes(frame, e.tupleAt, e.tupleLen, e.zone, e.origZone, e.replyZone)!;
+      if (pt.upsertPlain(key, e, v, v, pt.table.slotOf(key), now) === undefined) {
+        const d = entryToFlow(Entry.decode(frame.subarray(u.entryAt[i]!, u.entryEnd[i]!)));
+        if (!d.ok) {
+          this.count(d.reason);
+          continue;
+        }
+        pt.upsert(d.value, v, v, key);
+      }
+      n++;
+    }
+    return n;
+  }
+
+  /** apply()'s 'upsert' case for a frame scanPlainUpsert accepted. */
+  private applyPlainUpsert(frame: Buffer, u: PlainUpsert, rx: Rx): void {
+    const v = this.version(rx, u.seq);
+    const e = this.rxEntry;
+    const pt = rx.table;
+    const t = pt.table;
+    // one clock read per frame: its entries arrived together
+    const now = this.clock.now();
+    for (let i = 0; i < u.count; i++) {
+      u.load(frame, i, e);
+      // defined: readPlainEntry accepts only the tuples keyFromTupleBytes takes
+      const key = keyFromTupleBytes(frame, e.tupleAt, e.tupleLen, e.zone, e.origZone, e.replyZone)!;
+      const slot = t.slotOf(key);
+      const born = u.authoritative || u.rebornAt[i] === 1 || slot < 0 ? v : t.bornAt(slot);
+      if (pt.upsertPlain(key, e, v, born, slot, now) === undefined) {
+        // a merge that keeps stored protoinfo: upsert() of the entry's Flow, as apply() would
+        const d = entryToFlow(Entry.decode(frame.subarray(u.entryAt[i]!, u.entryEnd[i]!)));
+        if (!d.ok) {
+          this.count(d.reason);
+          continue;
+        }
+        pt.upsert(d.value, v, born, key);
+      }
+      rx.repair?.seen.add(key);
+      this.counters.entriesIn++;
+      if (rx.bulkId && u.bulkId === rx.bulkId) rx.bulkReceived++;
     }
   }
 
@@ -713,6 +832,11 @@ export class SyncEngine {
     rx.table.beginBulk();
     let n = 0;
     for (const f of frames) {
+      const plain = this.snapshotPlain(f, peer.nodeId, rx, v);
+      if (plain >= 0) {
+        n += plain;
+        continue;
+      }
       const r = decodeFrame(f, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
       if (!r.ok) {
         this.count(r.reason as DropReason);

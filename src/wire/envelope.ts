@@ -135,12 +135,19 @@ export function encodeUpsertFrame(env: pb.IEnvelope, upsert: Omit<pb.IUpsert, 'e
   return out;
 }
 
-function fail(reason: DropReason, detail: string): FrameResult {
+function fail(reason: DropReason, detail: string): { ok: false; reason: DropReason; detail: string } {
   return { ok: false, reason, detail };
 }
 
-/** Checks and decodes one received frame (receive path: never throws). */
-export function decodeFrame(buf: Uint8Array, limits: FrameLimits, expect: FrameExpect): FrameResult {
+/** Where a checked frame's Envelope ends (it starts at FRAME_HEADER_BYTES), or why the frame is dropped. */
+export type FrameCheck = { ok: true; end: number } | { ok: false; reason: DropReason; detail: string };
+
+/**
+ * The checks every received frame passes before any of its Envelope is read: size limit, header (magic, format,
+ * flags) and MAC. A receive path that reads the Envelope in place runs this first; decodeFrame is this plus
+ * decodeEnvelope.
+ */
+export function checkFrame(buf: Uint8Array, limits: FrameLimits, expect: FrameExpect): FrameCheck {
   if (buf.length > limits.maxFrameBytes) return fail('too_large', `frame of ${buf.length} bytes exceeds ${limits.maxFrameBytes}`);
   if (buf.length < FRAME_HEADER_BYTES) return fail('truncated', `frame of ${buf.length} bytes has no header`);
   if (buf[0] !== FRAME_MAGIC) return fail('bad_payload', `magic 0x${buf[0]!.toString(16)} is not a ctsync frame`);
@@ -158,6 +165,17 @@ export function decodeFrame(buf: Uint8Array, limits: FrameLimits, expect: FrameE
   } else if (expect.macKey) {
     return fail('bad_auth', 'frame carries no MAC but this transport requires one');
   }
+  return { ok: true, end };
+}
+
+/** Checks and decodes one received frame (receive path: never throws). */
+export function decodeFrame(buf: Uint8Array, limits: FrameLimits, expect: FrameExpect): FrameResult {
+  const c = checkFrame(buf, limits, expect);
+  return c.ok ? decodeEnvelope(buf, c.end, expect) : c;
+}
+
+/** The rest of decodeFrame for a frame checkFrame passed (`end` from it): protobuf decode, version, cluster id. */
+export function decodeEnvelope(buf: Uint8Array, end: number, expect: FrameExpect): FrameResult {
   let env: pb.Envelope;
   try {
     env = Envelope.decode(buf.subarray(FRAME_HEADER_BYTES, end));
