@@ -2,7 +2,7 @@
 //
 // Run by hand, as root (never a timed test):
 //   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
-//                                                [--poll-ms 0] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR]
+//                                                [--poll-ms 0] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
 // bursts n flows into act's kernel table with batched ctnetlink writes, and measures:
@@ -17,7 +17,11 @@
 //       waited and whether it gave up are in the diagnostics (quietWaitMs, quietTimedOut);
 //   (c) bytes on the sync veth (L2 frames) from act to sby, and both directions, per entry, over the same window as (b2);
 //   (d) RSS growth of both daemons per entry;
-//   (e) commit of the standby's replica into its empty kernel table: entries/s.
+//   (f) a second burst of n new tuples on the same daemons, once the link is quiet: (a) and (b) again. A fresh
+//       daemon runs its first burst partly in V8's unoptimized tiers (and grows its tables from small); the second
+//       shows what a daemon that has been running costs. conntrackd (C) gets the same second burst. Skipped with
+//       --no-second, or when the host's nf_conntrack_max cannot hold 2n;
+//   (e) commit of the standby's replica (n, or 2n after (f)) into its empty kernel table: entries/s.
 // --big N repeats (a)-(e) once at N entries when the host's nf_conntrack_max allows it (the per-namespace limit can
 // only be lowered below the host's, and this script never changes host sysctls).
 // --cpu-prof DIR runs the ctsync daemons under `node --cpu-prof` (profiles in DIR/act, DIR/sby, written at stop).
@@ -35,6 +39,8 @@ import {
   burst,
   cpuSeconds,
   cpuSecondsStat,
+  cpuUserSys,
+  cpuMainOther,
   diffCounters,
   kernelCount,
   linkCounters,
@@ -75,10 +81,12 @@ interface Args {
   prefix: string;
   /** ctsync only: run the daemons under node --cpu-prof with profiles under this directory. */
   cpuProf?: string;
+  /** A second burst on the same daemons (off with --no-second, and skipped where the host's table cannot hold 2n). */
+  second: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX };
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX, second: true };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -97,6 +105,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--out') (a.out = v ?? a.out), i++;
     else if (k === '--prefix') (a.prefix = v ?? a.prefix), i++;
     else if (k === '--cpu-prof') (a.cpuProf = v), i++;
+    else if (k === '--no-second') a.second = false;
     else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
   }
   if (!IMPLS[a.impl] && a.impl !== 'both') throw new Error(`--impl must be one of ${[...Object.keys(IMPLS), 'both'].join(', ')}`);
@@ -124,6 +133,8 @@ interface RunResult {
     cliPollMs: number;
   };
   cpu: { activeSecondsAtSync: number; activeSeconds: number; activeTickSeconds: number; standbySeconds: number; activePer10k: number; activeAtSyncPer10k: number; standbyPer10k: number };
+  /** A second burst of n new flows once the first is synced and the link quiet: the daemons are warm (JIT, tables). */
+  second?: { latencyMs: number; atLastInsert: number; insertPerSec: number; activeAtSyncPer10k: number; activePer10k: number; standbyPer10k: number };
   wire: { actTx: LinkCounters; sbyTx: LinkCounters; bytesPerEntry: number; bytesPerEntryBothWays: number; udpPayloadPerEntry: number; entriesPerDatagram: number };
   rss: { activeBefore: number; activeAfter: number; standbyBefore: number; standbyAfter: number; activePerEntry: number; standbyPerEntry: number };
   commit: { durationMs: number; perSec: number; kernelBefore: number; kernelAfterReturn: number; complete: boolean; completeAfterMs: number; output: string };
@@ -132,12 +143,12 @@ interface RunResult {
 
 const ETH_IP_UDP = 14 + 20 + 8;
 
-async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, cpuProfDir?: string): Promise<RunResult> {
+async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, cpuProfDir?: string, secondBurst = false): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
   const lab = new Lab({ prefix });
   let pair: SyncPair | undefined;
   try {
-    pair = await factory(lab, { capacity: n, ...(cpuProfDir ? { cpuProfDir } : {}) } as PairOptions & { cpuProfDir?: string });
+    pair = await factory(lab, { capacity: secondBurst ? 2 * n : n, ...(cpuProfDir ? { cpuProfDir } : {}) } as PairOptions & { cpuProfDir?: string });
     const { topo } = pair;
     await sleep(300); // let the daemons' startup work (initial dump, first alive messages) finish
     const baseLocal = await pair.localTableSize();
@@ -146,6 +157,8 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     const rssS0 = rssBytes(pair.standbyPid);
     const cpuA0 = cpuSeconds(pair.activePid);
     const tickA0 = cpuSecondsStat(pair.activePid);
+    const usA0 = cpuUserSys(pair.activePid);
+    const thA0 = cpuMainOther(pair.activePid);
     const cpuS0 = cpuSeconds(pair.standbyPid);
     const linkA0 = await linkCounters(lab, topo.act, topo.actIf);
     const linkS0 = await linkCounters(lab, topo.sby, topo.sbyIf);
@@ -177,6 +190,8 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     const linkS1 = await linkCounters(lab, topo.sby, topo.sbyIf);
     const cpuA1 = cpuSeconds(pair.activePid);
     const tickA1 = cpuSecondsStat(pair.activePid);
+    const usA1 = cpuUserSys(pair.activePid);
+    const thA1 = cpuMainOther(pair.activePid);
     const cpuS1 = cpuSeconds(pair.standbyPid);
     const actTx = diffCounters(linkA0, linkA1);
     const sbyTx = diffCounters(linkS0, linkS1);
@@ -195,19 +210,55 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       if (v !== poll.lastValue) diagnostics['cliPollMismatch'] = `${v} vs ${poll.lastValue}`;
     }
     diagnostics['active.localTableGrowth'] = localNow - baseLocal;
+    diagnostics['active.userSeconds'] = +(usA1.user - usA0.user).toFixed(2);
+    diagnostics['active.sysSeconds'] = +(usA1.sys - usA0.sys).toFixed(2);
+    diagnostics['active.mainThreadSeconds'] = +(thA1.main - thA0.main).toFixed(3);
+    diagnostics['active.otherThreadsSeconds'] = +(thA1.other - thA0.other).toFixed(3);
     diagnostics['quietWaitMs'] = Math.round(quiet.waitedMs);
     diagnostics['quietTimedOut'] = String(quiet.timedOut);
+
+    // (f) the same burst again, new tuples, on daemons that have run once: what a long-running daemon costs
+    let second: RunResult['second'];
+    if (secondBurst) {
+      const a0 = cpuSeconds(pair.activePid);
+      const s0 = cpuSeconds(pair.standbyPid);
+      const b2 = await burst(topo.act, n, n);
+      if (b2.report.counts.created !== n) throw new Error(`the second burst created ${b2.report.counts.created} of ${n} entries on the active; check nf_conntrack_max`);
+      let first2 = -1;
+      const p2 = await pollUntil(
+        async () => {
+          const v = await peer.peerTableSize();
+          if (first2 < 0) first2 = v - target;
+          return v;
+        },
+        (v) => v >= target + n,
+        { intervalMs: pollMs, timeoutMs: 120_000 },
+      );
+      const a1 = cpuSeconds(pair.activePid);
+      await waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
+      const a2 = cpuSeconds(pair.activePid);
+      const s2 = cpuSeconds(pair.standbyPid);
+      second = {
+        latencyMs: p2.doneAt - b2.lastInsertAt,
+        atLastInsert: first2,
+        insertPerSec: n / ((b2.lastInsertAt - b2.firstInsertAt) / 1000),
+        activeAtSyncPer10k: ((a1 - a0) / n) * 10_000,
+        activePer10k: ((a2 - a0) / n) * 10_000,
+        standbyPer10k: ((s2 - s0) / n) * 10_000,
+      };
+    }
+    const held = secondBurst ? 2 * n : n;
 
     // (e) commit into the standby's (empty) kernel table
     const kBefore = await kernelCount(lab, topo.sby);
     const c = await pair.commit();
     const returnedAt = performance.now();
     const kAfter = await kernelCount(lab, topo.sby);
-    let complete = kAfter - kBefore >= n;
+    let complete = kAfter - kBefore >= held;
     let completeAfterMs = 0;
     if (!complete) {
       // the command returned before the kernel held everything: measure how much later it does
-      const p = await pollUntil(() => kernelCount(lab, topo.sby), (v) => v - kBefore >= n, { intervalMs: 5, timeoutMs: 120_000 }).catch(() => undefined);
+      const p = await pollUntil(() => kernelCount(lab, topo.sby), (v) => v - kBefore >= held, { intervalMs: 5, timeoutMs: 120_000 }).catch(() => undefined);
       complete = p !== undefined;
       completeAfterMs = p ? p.doneAt - returnedAt : NaN;
     }
@@ -252,9 +303,10 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
         activePerEntry: (rssA1 - rssA0) / n,
         standbyPerEntry: (rssS1 - rssS0) / n,
       },
+      ...(second ? { second } : {}),
       commit: {
         durationMs: c.durationMs,
-        perSec: n / (c.durationMs / 1000),
+        perSec: held / (c.durationMs / 1000),
         kernelBefore: kBefore,
         kernelAfterReturn: kAfter,
         complete,
@@ -297,6 +349,12 @@ const METRICS: { key: string; label: string; get: (r: RunResult) => number; digi
   { key: 'cpuActivePer10k', label: 'active CPU s per 10k, until the link is quiet', get: (r) => r.cpu.activePer10k, digits: 4, domain: String(DOMAIN_FIGURES.cpuSecondsPer10k) },
   { key: 'cpuActiveTickPer10k', label: '  same from /proc/PID/stat ticks (10 ms)', get: (r) => (r.cpu.activeTickSeconds / r.n) * 10_000, digits: 4 },
   { key: 'cpuStandbyPer10k', label: 'standby CPU s per 10k', get: (r) => r.cpu.standbyPer10k, digits: 4 },
+  { key: 'second.latencyMs', label: 'second burst (warm daemons): last insert → standby holds all (ms)', get: (r) => r.second?.latencyMs ?? NaN, digits: 2 },
+  { key: 'second.atLastInsert', label: '  standby already holding at last insert', get: (r) => r.second?.atLastInsert ?? NaN, digits: 0 },
+  { key: 'second.cpuActiveAtSyncPer10k', label: '  active CPU s per 10k, until the standby holds all', get: (r) => r.second?.activeAtSyncPer10k ?? NaN, digits: 4 },
+  { key: 'second.cpuActivePer10k', label: '  active CPU s per 10k, until the link is quiet', get: (r) => r.second?.activePer10k ?? NaN, digits: 4 },
+  { key: 'second.cpuStandbyPer10k', label: '  standby CPU s per 10k', get: (r) => r.second?.standbyPer10k ?? NaN, digits: 4 },
+  { key: 'second.insertPerSec', label: '  burst insert rate on active (entries/s)', get: (r) => r.second?.insertPerSec ?? NaN, digits: 0 },
   { key: 'wireBytesPerEntry', label: 'wire bytes per entry (act→sby, L2)', get: (r) => r.wire.bytesPerEntry, digits: 1, domain: String(DOMAIN_FIGURES.wireBytesPerEntry) },
   { key: 'wireBytesPerEntryBothWays', label: 'wire bytes per entry (both ways)', get: (r) => r.wire.bytesPerEntryBothWays, digits: 1 },
   { key: 'udpPayloadPerEntry', label: 'UDP payload bytes per entry', get: (r) => r.wire.udpPayloadPerEntry, digits: 1 },
@@ -423,7 +481,7 @@ async function main(): Promise<void> {
         let r: RunResult;
         try {
           if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
-          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, impl === 'ctsync' ? args.cpuProf : undefined);
+          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, impl === 'ctsync' ? args.cpuProf : undefined, args.second && 2 * p.n + 1000 <= hostCtMax());
         } catch (err) {
           const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;
           console.error(`${impl}: ${msg}`);

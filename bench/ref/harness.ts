@@ -168,12 +168,32 @@ export async function kernelCount(lab: Lab, ns: string): Promise<number> {
 
 /** utime + stime of a process (all threads) in seconds, from /proc/PID/stat; resolution 1/CLK_TCK (10 ms). */
 export function cpuSecondsStat(pid: number): number {
+  const t = cpuUserSys(pid);
+  return t.user + t.sys;
+}
+
+/** On-CPU seconds of the main thread and of all the others (GC helpers, JIT compiler, libuv pool), from schedstat. */
+export function cpuMainOther(pid: number): { main: number; other: number } {
+  const out = { main: 0, other: 0 };
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const secs = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+      if (Number(tid) === pid) out.main += secs;
+      else out.other += secs;
+    }
+  } catch {
+    // a thread ended between the listing and the read: its share is simply missing
+  }
+  return out;
+}
+
+/** utime and stime (user and kernel mode, all threads) in seconds, from /proc/PID/stat. */
+export function cpuUserSys(pid: number): { user: number; sys: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // comm may contain spaces and parentheses: fields start after the last ')'
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]); // field 14 of proc(5)
-  const stime = Number(fields[12]); // field 15
-  return (utime + stime) / 100; // CLK_TCK is 100 on Linux x86_64 (getconf CLK_TCK)
+  // fields 14 and 15 of proc(5); CLK_TCK is 100 on Linux x86_64 (getconf CLK_TCK)
+  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 };
 }
 
 /** On-CPU time of every thread, nanosecond accounting (/proc/PID/task/TID/schedstat, first field), in seconds. */
