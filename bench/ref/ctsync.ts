@@ -10,7 +10,8 @@
 // - peerTableSize() is one `stats` request on the standby's control socket (peers[0].peerTableSize).
 // - commit() is one `commit` request on the standby: the daemon answers after its last batch was acked by the
 //   kernel, so the entries are in the table when it resolves (sync-ref.ts re-checks with nf_conntrack_count).
-// - Security mode psk (TLS 1.3 with a pre-shared key, what users run); conntrackd has no encryption at all.
+// - Security mode psk (TLS 1.2 with a pre-shared key, ECDHE-PSK-CHACHA20-POLY1305 here; what users run); conntrackd has
+//   no encryption at all.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
