@@ -524,6 +524,30 @@ export class FlowTable {
     return this.setSlot;
   }
 
+  /** SET_ADDED | SET_SIGNIFICANT when the last claim() allocated the key's slot, else 0. */
+  private claimed = 0;
+
+  /**
+   * The start of set() and setPlain(): the key's slot (`known`, or looked up; allocated when absent, noted in
+   * `claimed`), made the last set slot, and the key's bytes at the head of the scratch writer with `room` more.
+   */
+  private claim(key: string, known: number | undefined, room: number): number {
+    let slot = known === undefined ? this.slotOf(key) : known;
+    this.claimed = 0;
+    if (slot < 0) {
+      slot = this.alloc(key);
+      this.claimed = SET_ADDED | SET_SIGNIFICANT;
+    }
+    this.setSlot = slot;
+    w.pos = 0;
+    w.ensure(key.length + room);
+    // a key is a few dozen latin1 chars: a loop beats Buffer#write's argument checks and encoding dispatch
+    const kb = w.buf;
+    for (let i = 0; i < key.length; i++) kb[i] = key.charCodeAt(i);
+    w.pos = key.length;
+    return slot;
+  }
+
   /**
    * Stores a flow under key (which must be flowKey(flow)). The timeout is flow.timeout, taken as reported at
    * reportedAt; a flow without one keeps none (offloaded flows are dumped without it). Returns SET_* flags.
@@ -531,22 +555,10 @@ export class FlowTable {
    * hash lookup of a fresh key string counts.
    */
   set(key: string, flow: Flow, version: number, born: number, reportedAt: number, known?: number): number {
-    let slot = known === undefined ? this.slotOf(key) : known;
-    let result = 0;
-    if (slot < 0) {
-      slot = this.alloc(key);
-      result = SET_ADDED | SET_SIGNIFICANT;
-    }
-    this.setSlot = slot;
+    const slot = this.claim(key, known, 16);
+    let result = this.claimed;
     const prevPresent = this.present[slot]!;
-
-    // Hashed prefix: key, significant status bits, mark, TCP state; then the significant packed tags.
-    w.pos = 0;
-    w.ensure(key.length + 16);
-    // a key is a few dozen latin1 chars: a loop beats Buffer#write's argument checks and encoding dispatch
-    const kb = w.buf;
-    for (let i = 0; i < key.length; i++) kb[i] = key.charCodeAt(i);
-    w.pos = key.length;
+    // Hashed prefix: key (written by claim), significant status bits, mark, TCP state; then the significant packed tags.
     let p = 0;
     const status = flow.status;
     if (status !== undefined) p |= P_STATUS;
@@ -657,19 +669,9 @@ export class FlowTable {
    * for decodeFlow() of the same message, without a Flow. A property test holds the two paths equal.
    */
   setPlain(key: string, f: PlainFlow, version: number, born: number, reportedAt: number, known?: number): number {
-    let slot = known === undefined ? this.slotOf(key) : known;
-    let result = 0;
-    if (slot < 0) {
-      slot = this.alloc(key);
-      result = SET_ADDED | SET_SIGNIFICANT;
-    }
-    this.setSlot = slot;
+    const slot = this.claim(key, known, 32);
+    let result = this.claimed;
     const prevPresent = this.present[slot]!;
-    w.pos = 0;
-    w.ensure(key.length + 32);
-    const kb = w.buf;
-    for (let i = 0; i < key.length; i++) kb[i] = key.charCodeAt(i);
-    w.pos = key.length;
     let p = P_REPLY_INV; // scanPlainFlow takes only replies that invert the original
     const status = f.status >= 0 ? f.status : 0;
     if (f.status >= 0) p |= P_STATUS;

@@ -9,7 +9,7 @@ import { encodeCreateAt } from '../../../src/state/create-encode.js';
 import { flowKey } from '../../../src/state/key.js';
 import { FlowTable } from '../../../src/state/table.js';
 import type { Flow } from '../../../src/kernel/types.js';
-import { AF_INET, AF_INET6, establishedTcp4, flowArb, inverseOf, protoFor, tupleOf, u16, u32, u8 } from '../wire/arbitraries.js';
+import { AF_INET, AF_INET6, establishedTcp4, flowArb, plainFlowOf, protoFor, tupleOf, u16, u32, u8 } from '../wire/arbitraries.js';
 
 /** Flows of the kind a commit mostly writes: any family and protocol, unNATed, with or without the usual fields. */
 const commonFlow: fc.Arbitrary<Flow> = fc
@@ -27,19 +27,7 @@ const commonFlow: fc.Arbitrary<Flow> = fc
         synproxy: fc.record({ isn: u32, its: u32, tsoff: u32 }),
       },
       { requiredKeys: [] },
-    ).map((x): Flow => {
-      const reply = inverseOf(orig) ?? { ...orig, src: orig.dst, dst: orig.src };
-      delete reply.zone;
-      if (x.replyZone !== undefined) reply.zone = x.replyZone;
-      const f: Flow = { family, orig, reply };
-      if (x.zone !== undefined) f.zone = x.zone;
-      if (x.status !== undefined) f.status = x.status;
-      if (x.mark !== undefined) f.mark = x.mark;
-      if (x.timeout !== undefined) f.timeout = x.timeout;
-      if (x.tcp !== undefined && orig.proto === 6) f.protoinfo = { tcp: x.tcp };
-      if (x.synproxy !== undefined) f.synproxy = x.synproxy;
-      return f;
-    }),
+    ).map((x): Flow => plainFlowOf(family, orig, x)),
   );
 
 const policies: WritePolicy[] = [DEFAULT_WRITE_POLICY, { liberal: false, labels: false, defaultTimeout: 77 }];

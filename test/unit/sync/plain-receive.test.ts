@@ -17,7 +17,7 @@ import { entryToFlow, flowToEntry, toSyncedFlow } from '../../../src/wire/entry.
 import { createMacKey, encodeFrame, FRAME_HEADER_BYTES, MAC_BYTES, type MacKey } from '../../../src/wire/envelope.js';
 import { Entry, type pb } from '../../../src/wire/proto.js';
 import { newPlainWireEntry, PlainUpsert, readPlainEntry, scanPlainUpsert } from '../../../src/wire/upsert-scan.js';
-import { AF_INET, AF_INET6, flowArb, inverseOf, tupleOf, u16, u32 } from '../wire/arbitraries.js';
+import { AF_INET, AF_INET6, flowArb, plainFlowOf, tupleOf, u16, u32 } from '../wire/arbitraries.js';
 
 const log = pino({ level: 'silent' });
 
@@ -42,16 +42,7 @@ const plainFlow = (family: number, proto: number, oddWeight = 5): fc.Arbitrary<F
       odd: fc.oneof({ weight: 30, arbitrary: fc.constant(undefined) }, { weight: oddWeight, arbitrary: fc.constantFrom('nat', 'labels', 'helper', 'tcpMask', 'sctp') }),
     })
     .map(({ orig, x, odd }) => {
-      const reply = { ...(inverseOf(orig) ?? { ...orig, src: orig.dst, dst: orig.src }) };
-      delete reply.zone;
-      if (x.replyZone !== undefined) reply.zone = x.replyZone;
-      const f: Flow = { family, orig, reply };
-      if (x.zone !== undefined) f.zone = x.zone;
-      if (x.status !== undefined) f.status = x.status;
-      if (x.mark !== undefined) f.mark = x.mark;
-      if (x.timeout !== undefined) f.timeout = x.timeout;
-      if (x.tcp !== undefined && proto === 6) f.protoinfo = { tcp: { ...x.tcp } };
-      if (x.synproxy !== undefined) f.synproxy = x.synproxy;
+      const f = plainFlowOf(family, orig, x);
       if (odd === 'nat') f.reply = { ...f.reply, sport: ((f.reply.sport ?? 0) + 1) & 0xffff, dport: f.reply.dport ?? 1 };
       if (odd === 'labels') f.labels = Buffer.alloc(16, 1);
       if (odd === 'helper') f.helper = 'ftp';

@@ -191,6 +191,32 @@ const flowExtras = (family: number, proto: number) =>
   );
 
 /** Any flow of the given family (or both), as the kernel layer might hand it over. */
+/** The fields a plain flow may carry besides its tuples (the shape EntryBatch.addPlain writes). */
+export interface PlainFields {
+  zone?: number;
+  replyZone?: number;
+  status?: number;
+  mark?: number;
+  timeout?: number;
+  tcp?: NonNullable<ProtoInfo['tcp']>;
+  synproxy?: { isn: number; its: number; tsoff: number };
+}
+
+/** A plain flow: the reply is the inverse of `orig` (with its own zone, if any), TCP protoinfo only for TCP. */
+export function plainFlowOf(family: number, orig: Tuple, x: PlainFields): Flow {
+  const reply = { ...(inverseOf(orig) ?? { ...orig, src: orig.dst, dst: orig.src }) };
+  delete reply.zone;
+  if (x.replyZone !== undefined) reply.zone = x.replyZone;
+  const f: Flow = { family, orig, reply };
+  if (x.zone !== undefined) f.zone = x.zone;
+  if (x.status !== undefined) f.status = x.status;
+  if (x.mark !== undefined) f.mark = x.mark;
+  if (x.timeout !== undefined) f.timeout = x.timeout;
+  if (x.tcp !== undefined && orig.proto === 6) f.protoinfo = { tcp: { ...x.tcp } };
+  if (x.synproxy !== undefined) f.synproxy = x.synproxy;
+  return f;
+}
+
 export const flowArb = (families: number[] = [AF_INET, AF_INET6]): fc.Arbitrary<Flow> =>
   fc
     .constantFrom(...families)
