@@ -50,6 +50,20 @@ export interface RedisServerOptions {
   wrap?: string[];
 }
 
+/** Servers running now: SIGKILLed by PID when this process exits, so a test that gives up (a hook timeout while a
+ *  set is still starting) leaves no redis-server behind. */
+const running = new Set<ChildProcess>();
+let exitHook = false;
+function track(p: ChildProcess): void {
+  running.add(p);
+  p.once('exit', () => running.delete(p));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const c of running) if (c.pid !== undefined && c.exitCode === null) process.kill(c.pid, 'SIGKILL');
+  });
+}
+
 export class RedisServer {
   readonly dir: string;
   private proc?: ChildProcess;
@@ -97,6 +111,7 @@ export class RedisServer {
     const argv = [...(this.o.wrap ?? []), 'redis-server', join(this.dir, 'redis.conf'), ...(this.o.sentinel ? ['--sentinel'] : [])];
     const proc = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
     this.proc = proc;
+    track(proc);
     const deadline = Date.now() + 10_000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode} (see ${join(this.dir, 'redis.log')})`);

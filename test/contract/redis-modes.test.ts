@@ -216,7 +216,7 @@ describe.skipIf(!!reason)('redis cluster: 3 masters with a replica each', () => 
 
   beforeAll(async () => {
     set = await RedisClusterSet.start({ users: ACL_USERS, masters: 3, replicas: 1 });
-  });
+  }, 120_000); // six servers, the cluster create, then every replica's first sync
   afterAll(async () => {
     await sn.stopAll();
     await set?.stop();
