@@ -9,7 +9,7 @@ import { DIRTY_STATE, type LocalTable } from '../state/local-table.js';
 import { PeerTable } from '../state/peer-table.js';
 import { diffDigests } from '../state/table.js';
 import type { LinkState, PeerInfo, Transport } from '../transport/types.js';
-import { checkFrame, decodeEnvelope, decodeFrame, encodeFrame, encodeUpsertFrame, MIN_PROTOCOL_VERSION, type MacKey } from '../wire/envelope.js';
+import { checkFrame, decodeEnvelope, encodeFrame, encodeUpsertFrame, MIN_PROTOCOL_VERSION, type MacKey } from '../wire/envelope.js';
 import { EntryBatch, entryToFlow, keyFromWire, keyToWire, refreshFromWire, refreshToWire, type FlowKey, type PlainEntry } from '../wire/entry.js';
 import { Entry, type pb } from '../wire/proto.js';
 import { bytesEqual, newPlainWireEntry, PlainUpsert, scanPlainUpsert } from '../wire/upsert-scan.js';
@@ -569,31 +569,19 @@ export class SyncEngine {
   }
 
   /**
-   * loadSnapshot's handling of one frame when it is a plain Upsert from `nodeId` (read in place, stored at
-   * version = born = v): the entries applied, or -1, having done nothing, for any other frame.
+   * Entry i of a frame scanPlainUpsert accepted (already loaded into rxEntry) into `pt`: in place, or, for a merge
+   * that keeps stored protoinfo the entry lacks, through its Flow as apply() would. False if it does not decode.
    */
-  private snapshotPlain(frame: Buffer, nodeId: string, rx: Rx, v: number): number {
-    const c = checkFrame(frame, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
-    if (!c.ok || !this.scanPlainFrom(frame, c.end, nodeId)) return -1;
+  private upsertScanned(frame: Buffer, i: number, pt: PeerTable, key: string, v: number, born: number, slot: number, now: number): boolean {
+    if (pt.upsertPlain(key, this.rxEntry, v, born, slot, now) !== undefined) return true;
     const u = this.rxScan;
-    const e = this.rxEntry;
-    const pt = rx.table;
-    const now = this.clock.now();
-    let n = 0;
-    for (let i = 0; i < u.count; i++) {
-      u.load(frame, i, e);
-      const key = keyFromTupleBytes(frame, e.tupleAt, e.tupleLen, e.zone, e.origZone, e.replyZone)!;
-      if (pt.upsertPlain(key, e, v, v, pt.table.slotOf(key), now) === undefined) {
-        const d = entryToFlow(Entry.decode(frame.subarray(u.entryAt[i]!, u.entryEnd[i]!)));
-        if (!d.ok) {
-          this.count(d.reason);
-          continue;
-        }
-        pt.upsert(d.value, v, v, key);
-      }
-      n++;
+    const d = entryToFlow(Entry.decode(frame.subarray(u.entryAt[i]!, u.entryEnd[i]!)));
+    if (!d.ok) {
+      this.count(d.reason);
+      return false;
     }
-    return n;
+    pt.upsert(d.value, v, born, key);
+    return true;
   }
 
   /** apply()'s 'upsert' case for a frame scanPlainUpsert accepted. */
@@ -610,15 +598,7 @@ export class SyncEngine {
       const key = keyFromTupleBytes(frame, e.tupleAt, e.tupleLen, e.zone, e.origZone, e.replyZone)!;
       const slot = t.slotOf(key);
       const born = u.authoritative || u.rebornAt[i] === 1 || slot < 0 ? v : t.bornAt(slot);
-      if (pt.upsertPlain(key, e, v, born, slot, now) === undefined) {
-        // a merge that keeps stored protoinfo: upsert() of the entry's Flow, as apply() would
-        const d = entryToFlow(Entry.decode(frame.subarray(u.entryAt[i]!, u.entryEnd[i]!)));
-        if (!d.ok) {
-          this.count(d.reason);
-          continue;
-        }
-        pt.upsert(d.value, v, born, key);
-      }
+      if (!this.upsertScanned(frame, i, pt, key, v, born, slot, now)) continue;
       rx.repair?.seen.add(key);
       this.counters.entriesIn++;
       if (rx.bulkId && u.bulkId === rx.bulkId) rx.bulkReceived++;
@@ -831,13 +811,25 @@ export class SyncEngine {
     const v = this.version(rx, at.seq);
     rx.table.beginBulk();
     let n = 0;
+    const expect = { clusterId: this.opts.clusterId, macKey: this.opts.macKey };
+    const now = this.clock.now();
     for (const f of frames) {
-      const plain = this.snapshotPlain(f, peer.nodeId, rx, v);
-      if (plain >= 0) {
-        n += plain;
+      // size and MAC once; then a plain Upsert is read in place (stored at version = born = v), anything else decoded
+      const c = checkFrame(f, { maxFrameBytes: this.opts.maxFrameBytes }, expect);
+      if (!c.ok) {
+        this.count(c.reason);
         continue;
       }
-      const r = decodeFrame(f, { maxFrameBytes: this.opts.maxFrameBytes }, { clusterId: this.opts.clusterId, macKey: this.opts.macKey });
+      if (this.scanPlainFrom(f, c.end, peer.nodeId)) {
+        const e = this.rxEntry;
+        for (let i = 0; i < this.rxScan.count; i++) {
+          this.rxScan.load(f, i, e);
+          const key = keyFromTupleBytes(f, e.tupleAt, e.tupleLen, e.zone, e.origZone, e.replyZone)!;
+          if (this.upsertScanned(f, i, rx.table, key, v, v, rx.table.table.slotOf(key), now)) n++;
+        }
+        continue;
+      }
+      const r = decodeEnvelope(f, c.end, expect);
       if (!r.ok) {
         this.count(r.reason as DropReason);
         continue;
