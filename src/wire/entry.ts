@@ -356,6 +356,16 @@ export interface PlainEntry {
   synproxy: Uint32Array;
 }
 
+/** Writes a uint32 as a protobuf varint at b[p]; returns the offset after it. */
+export function putVarint(b: Uint8Array, p: number, v: number): number {
+  while (v > 0x7f) {
+    b[p++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  b[p++] = v;
+  return p;
+}
+
 function varintLen(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
@@ -388,14 +398,7 @@ export class EntryBatch {
   }
 
   private varint(v: number): void {
-    const b = this.buf;
-    let p = this.len;
-    while (v > 0x7f) {
-      b[p++] = (v & 0x7f) | 0x80;
-      v >>>= 7;
-    }
-    b[p++] = v;
-    this.len = p;
+    this.len = putVarint(this.buf, this.len, v);
   }
 
   /** Adds the entry flowToEntry(f) makes. Throws what flowToEntry throws, leaving the batch unchanged. */

@@ -23,6 +23,7 @@ import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject 
 import type { DropReason } from './errors.js';
 import { WireError } from './errors.js';
 import { Envelope, type pb } from './proto.js';
+import { putVarint } from './entry.js';
 
 export const FRAME_MAGIC = 0xc5;
 export const FRAME_FORMAT = 1;
@@ -121,13 +122,7 @@ export function encodeUpsertFrame(env: pb.IEnvelope, upsert: Omit<pb.IUpsert, 'e
   p += head.length;
   out[p++] = 0x8a; // upsert = 17, length-delimited: (17 << 3 | 2) as a varint
   out[p++] = 0x01;
-  for (let v = bodyLen; ; v >>>= 7) {
-    if (v <= 0x7f) {
-      out[p++] = v;
-      break;
-    }
-    out[p++] = (v & 0x7f) | 0x80;
-  }
+  p = putVarint(out, p, bodyLen);
   out.set(entries, p);
   p += entries.length;
   out.set(rest, p);
