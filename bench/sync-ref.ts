@@ -164,28 +164,33 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     const linkS0 = await linkCounters(lab, topo.sby, topo.sbyIf);
 
     // (a) the burst, then poll the standby until it holds everything
-    const b = await burst(topo.act, n);
-    if (b.report.counts.created !== n) {
-      const why = Object.entries(b.report.failedByErrno).map(([e, c]) => `${e} x${c}`).join(', ');
-      throw new Error(`the burst created ${b.report.counts.created} of ${n} entries on the active (${why}); check nf_conntrack_max`);
-    }
-    const target = basePeer + n;
-    let first = -1;
     const peer = pair;
-    const poll = await pollUntil(
-      async () => {
-        const v = await peer.peerTableSize();
-        if (first < 0) first = v - basePeer;
-        return v;
-      },
-      (v) => v >= target,
-      { intervalMs: pollMs, timeoutMs: 120_000 },
-    );
+    const quietLink = () => waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
+    /** n new flows from `offset` on the active; then polls until the standby holds `held` + n (first: its count at the first answer). */
+    const burstAndWait = async (offset: number, held: number) => {
+      const b = await burst(topo.act, n, offset);
+      if (b.report.counts.created !== n) {
+        const why = Object.entries(b.report.failedByErrno).map(([e, c]) => `${e} x${c}`).join(', ');
+        throw new Error(`the burst from ${offset} created ${b.report.counts.created} of ${n} entries on the active (${why}); check nf_conntrack_max`);
+      }
+      let first = -1;
+      const poll = await pollUntil(
+        async () => {
+          const v = await peer.peerTableSize();
+          if (first < 0) first = v - held;
+          return v;
+        },
+        (v) => v >= held + n,
+        { intervalMs: pollMs, timeoutMs: 120_000 },
+      );
+      return { b, poll, first };
+    };
+    const { b, poll, first } = await burstAndWait(0, basePeer);
     const cpuAtSync = cpuSeconds(pair.activePid);
 
     // (b)(c) wait until the link carries only heartbeat-level traffic (acks, last retransmissions done), then read
     // CPU and bytes
-    const quiet = await waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
+    const quiet = await quietLink();
     const linkA1 = quiet.counters;
     const linkS1 = await linkCounters(lab, topo.sby, topo.sbyIf);
     const cpuA1 = cpuSeconds(pair.activePid);
@@ -222,20 +227,9 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     if (secondBurst) {
       const a0 = cpuSeconds(pair.activePid);
       const s0 = cpuSeconds(pair.standbyPid);
-      const b2 = await burst(topo.act, n, n);
-      if (b2.report.counts.created !== n) throw new Error(`the second burst created ${b2.report.counts.created} of ${n} entries on the active; check nf_conntrack_max`);
-      let first2 = -1;
-      const p2 = await pollUntil(
-        async () => {
-          const v = await peer.peerTableSize();
-          if (first2 < 0) first2 = v - target;
-          return v;
-        },
-        (v) => v >= target + n,
-        { intervalMs: pollMs, timeoutMs: 120_000 },
-      );
+      const { b: b2, poll: p2, first: first2 } = await burstAndWait(n, basePeer + n);
       const a1 = cpuSeconds(pair.activePid);
-      await waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
+      await quietLink();
       const a2 = cpuSeconds(pair.activePid);
       const s2 = cpuSeconds(pair.standbyPid);
       second = {
