@@ -18,13 +18,11 @@ import { collectMetrics } from './metrics-daemon.js';
 import { buildStats, type DaemonStats } from './stats.js';
 import { listDocument } from '../kernel/flow-file.js';
 import type { Flow } from '../kernel/types.js';
-import type { PlainFlow } from '../kernel/flow-codec.js';
 import { HaMachine } from '../ha/machine.js';
 import { peerReadiness, readiness, syncPeerIds, writeTrackFile } from '../ha/readiness.js';
 import type { Transition } from '../ha/notify.js';
 import { commitKeys, commitPeerTables, rulesetUsesLabels, type CommitReport } from '../state/commit.js';
 import { WarmStandby } from '../state/warm.js';
-import { flowKey } from '../state/key.js';
 import { DEFAULT_WRITE_POLICY, type WritePolicy } from '../kernel/write-rules.js';
 
 const hostOf = (hostPort: string) => hostPort.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
@@ -57,10 +55,9 @@ export class Daemon {
     this.mirror = new KernelMirror({
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
+      filter: synced,
       // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
-      filter: cfg.commit.warm
-        ? Object.assign((f: Flow) => synced(f) && !this.warm!.holds(flowKey(f)), { plain: (f: PlainFlow, buf: Buffer, key: string) => synced.plain(f, buf) && !this.warm!.holds(key) })
-        : synced,
+      ...(cfg.commit.warm ? { exclude: (key: string) => this.warm!.holds(key) } : {}),
       clock: systemClock,
       log: log.child({ c: 'kernel' }),
       firstVersion: Date.now() * 1000,

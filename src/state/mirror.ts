@@ -18,7 +18,9 @@ export interface MirrorOptions {
    * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
    * plain form skip decoding into a Flow: they reach onChange without an event (like a resync's changes).
    */
-  filter?: ((f: Flow) => boolean) & { plain?: (f: PlainFlow, buf: Buffer, key: string) => boolean };
+  filter?: ((f: Flow) => boolean) & { plain?: (f: PlainFlow, buf: Buffer) => boolean };
+  /** Keys kept out of the table whatever the filter says (a warm standby's entries: the peers' flows, not ours). */
+  exclude?: (key: string) => boolean;
   clock: Clock;
   log: Logger;
   /** Versions must keep growing across restarts (see LocalTable). */
@@ -61,12 +63,14 @@ export class KernelMirror {
   private again?: string;
   private holds = 0;
   private readonly filter: (f: Flow) => boolean;
+  private readonly exclude: (key: string) => boolean;
   /** Flows younger than minAgeMs: key → first seen and latest state. */
   private readonly young = new Map<string, { seen: number; flow: Flow }>();
   private youngTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: MirrorOptions) {
     this.filter = opts.filter ?? (() => true);
+    this.exclude = opts.exclude ?? (() => false);
     this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
     // events first: nothing that happens while the first dump runs is lost
     this.events = new EventStream({ netns: opts.netns, keyOf: flowKeyFromAttrs, ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}) });
@@ -99,10 +103,10 @@ export class KernelMirror {
 
   private onEvent(ev: FlowEvent): void {
     if (this.opts.minAgeMs && ev.origin === 'kernel' && this.holdYoung(ev)) return;
-    if (ev.kind !== 'destroy' && !this.filter(ev.flow)) {
+    if (ev.kind !== 'destroy' && (!this.filter(ev.flow) || (this.opts.exclude && this.exclude(ev.key ?? flowKey(ev.flow))))) {
       this.stats.filtered++;
       // it matched before (e.g. a TCP state outside sync.tcpStates now): it leaves the synced set
-      const key = flowKey(ev.flow);
+      const key = ev.key ?? flowKey(ev.flow);
       if (this.local.has(key)) {
         const r = this.local.applyEvent({ ...ev, kind: 'destroy' });
         this.onChange(r.key, r.change, ev);
@@ -116,8 +120,8 @@ export class KernelMirror {
   }
 
   /** A plain NEW event read in place; false (not taken) when the filter refuses it: onEvent handles that case. */
-  private onPlainNew(key: string, f: PlainFlow, buf: Buffer, plain: (f: PlainFlow, buf: Buffer, key: string) => boolean): boolean {
-    if (!plain(f, buf, key)) return false;
+  private onPlainNew(key: string, f: PlainFlow, buf: Buffer, plain: (f: PlainFlow, buf: Buffer) => boolean): boolean {
+    if (!plain(f, buf) || this.exclude(key)) return false;
     const r = this.local.applyPlainNew(key, f);
     this.onChange(r.key, r.change);
     return true;
@@ -202,6 +206,7 @@ export class KernelMirror {
       let f = flow;
       if (!this.filter(f)) return;
       const key = flowKey(f); // resyncFlow needs it too: built once per line
+      if (this.exclude(key)) return;
       if (this.young.size && this.young.has(key)) {
         young.add(key);
         return;
