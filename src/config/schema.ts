@@ -54,7 +54,7 @@ export const SCHEMA = {
   'sync.minAge': { type: 'duration', default: 0, doc: 'Sync a flow only once it is this old (ms; FortiGate\'s session-pickup-delay). Short-lived flows cost nothing, but a flow younger than this dies at failover.' },
   'sync.refreshInterval': { type: 'duration', default: 30000, doc: 'How often the active re-reads remaining timeouts (a dump) and sends compact refreshes; the kernel never reports timeout refreshes.' },
   'sync.digestInterval': { type: 'duration', default: 60000, doc: 'How often peers compare table digests (anti-entropy) and repair what differs.' },
-  'sync.coalesce': { type: 'duration', default: 5, doc: 'Changes are batched for this long (ms) into one frame.' },
+  'sync.coalesce': { type: 'duration', default: 5, doc: 'Longest time (ms) a change waits to be batched into one frame; a batch goes out sooner when changes pause for 1 ms or it fills a frame.' },
 
   transport: { type: 'string', default: 'tcp', doc: 'How frames travel: tcp (the direct TLS peer link), redis (Redis Streams: clusters of more than two nodes, state that outlives restarts; see redis.*), or both (each change goes both ways; per peer, a commit takes the copy from the path that heard from it last, the direct link when level; costs twice the send work and twice the standby memory).', flag: 'transport', check: oneOf('tcp', 'redis', 'both') },
   'redis.mode': { type: 'string', default: 'single', doc: 'single (one server), sentinel (ask redis.addresses, the sentinels, for redis.name\'s master) or cluster (redis.addresses are seed nodes; a node\'s keys share one hash tag, so one slot).', check: oneOf('single', 'sentinel', 'cluster') },

@@ -18,7 +18,10 @@ import type { DropReason } from '../wire/errors.js';
 export interface SyncOptions {
   nodeId: string;
   clusterId: string;
-  /** Changes are batched this long (ms) into one frame. */
+  /**
+   * Longest time (ms) a change waits to be batched with others into one frame. A batch goes out earlier once changes
+   * pause for QUIET_MS (the end of a burst, or a lone change) or once it fills a frame.
+   */
   coalesceMs: number;
   /** Digest exchange period (ms); 0 disables anti-entropy. */
   digestIntervalMs: number;
@@ -115,6 +118,9 @@ export interface SyncCounters {
   dropped: Record<string, number>;
 }
 
+/** A batch goes out once changes paused this long (ms): see SyncEngine.flushCheck. */
+const QUIET_MS = 1;
+
 const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd', 'digestRepair']);
 
 export class SyncEngine {
@@ -131,6 +137,10 @@ export class SyncEngine {
   private dirty = new Map<string, boolean>();
   private log: LogFrame[] = [];
   private flushTimer?: NodeJS.Timeout;
+  /** Clock time the pending batch was opened, and the change counts the quiet check compares. */
+  private batchOpenedAt = 0;
+  private changes = 0;
+  private changesAtCheck = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly rx = new Map<string, Rx>();
   private readonly tx = new Map<string, Tx>();
@@ -203,8 +213,28 @@ export class SyncEngine {
     // one hash operation per change in a burst of new flows (every change is reborn there)
     if (reborn) this.dirty.set(key, true);
     else if (!this.dirty.has(key)) this.dirty.set(key, false);
-    if (!this.flushTimer && !this.stopped) this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
+    this.changes++;
+    if (!this.flushTimer && !this.stopped) {
+      this.batchOpenedAt = this.clock.now();
+      this.changesAtCheck = this.changes;
+      this.flushTimer = setTimeout(this.flushCheck, Math.min(QUIET_MS, this.opts.coalesceMs));
+    }
   }
+
+  /**
+   * Every QUIET_MS while a batch is open: send it when no change came since the last check (a burst ended, or a
+   * lone change), when it fills a frame, or when it is coalesceMs old; otherwise look again. A steady stream of
+   * changes thus still goes out in coalesceMs batches, while the tail of a burst waits ~QUIET_MS, not coalesceMs.
+   */
+  private readonly flushCheck = (): void => {
+    this.flushTimer = undefined;
+    if (this.changes === this.changesAtCheck || this.dirty.size >= this.perFrame || this.clock.now() - this.batchOpenedAt >= this.opts.coalesceMs) {
+      this.flush();
+      return;
+    }
+    this.changesAtCheck = this.changes;
+    if (!this.stopped) this.flushTimer = setTimeout(this.flushCheck, QUIET_MS);
+  };
 
   /** Send every pending change now (also before a digest, so the digest covers exactly what was sent). */
   flush(): void {

@@ -84,10 +84,13 @@ function hitsPlain(cidrs: Cidr[], f: PlainFlow, buf: Buffer): boolean {
  * the sync link's own endpoints (syncing the sync link's flows would feed back on itself).
  */
 export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []): FlowFilter {
-  const protos = new Set(sync.protocols.map((p) => PROTO_BY_NAME[p]));
+  // per-protocol and per-state verdicts as flags indexed by number: one load per event, not a Set lookup each
+  const protoOk = new Uint8Array(256);
+  for (const p of sync.protocols) if (sync.connectionless || !CONNECTIONLESS.has(PROTO_BY_NAME[p]!)) protoOk[PROTO_BY_NAME[p]!] = 1;
+  const tcpStateOk = new Uint8Array(256);
+  for (const s of sync.tcpStates) tcpStateOk[TCP_STATES.indexOf(s)] = 1;
   const accept = parseCidrs(sync.acceptCidrs);
   const ignore = parseCidrs([...sync.ignoreCidrs, ...extraIgnore]);
-  const tcpStates = new Set(sync.tcpStates.map((s) => TCP_STATES.indexOf(s)));
   const zones = sync.zones.length ? new Set(sync.zones.map(Number)) : undefined;
   const marks = sync.marks.map((m) => {
     const [v, mask] = m.split('/');
@@ -95,9 +98,8 @@ export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []):
   });
   const filter = (f: Flow): boolean => {
     const proto = f.orig.proto;
-    if (!protos.has(proto)) return false;
-    if (!sync.connectionless && CONNECTIONLESS.has(proto)) return false;
-    if (proto === IpProto.Tcp && f.protoinfo?.tcp && !tcpStates.has(f.protoinfo.tcp.state)) return false;
+    if (protoOk[proto] !== 1) return false;
+    if (proto === IpProto.Tcp && f.protoinfo?.tcp && tcpStateOk[f.protoinfo.tcp.state] !== 1) return false;
     if (zones && !zones.has(f.zone ?? 0)) return false;
     if (marks.length && !marks.some((m) => ((f.mark ?? 0) & m.mask) === (m.value & m.mask))) return false;
     if (ignore && hits(ignore, f)) return false;
@@ -107,9 +109,8 @@ export function compileFilter(sync: Config['sync'], extraIgnore: string[] = []):
   // the same decisions, in the same order, over the fields scanPlainFlow read
   const plain = (f: PlainFlow, buf: Buffer): boolean => {
     const proto = f.proto;
-    if (!protos.has(proto)) return false;
-    if (!sync.connectionless && CONNECTIONLESS.has(proto)) return false;
-    if (proto === IpProto.Tcp && f.tcpState >= 0 && !tcpStates.has(f.tcpState)) return false;
+    if (protoOk[proto] !== 1) return false;
+    if (proto === IpProto.Tcp && f.tcpState >= 0 && tcpStateOk[f.tcpState] !== 1) return false;
     if (zones && !zones.has(f.zone >= 0 ? f.zone : 0)) return false;
     const mark = f.mark >= 0 ? f.mark : 0;
     if (marks.length && !marks.some((m) => (mark & m.mask) === (m.value & m.mask))) return false;
