@@ -3,6 +3,7 @@
 // Run by hand, as root (never a timed test):
 //   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
 //                                                [--poll-ms 0] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
+//                                                [--node-flags "--trace-gc ..."] [--daemon-logs DIR] [--daemon-yaml "sync: { warmup: 0 }"]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
 // bursts n flows into act's kernel table with batched ctnetlink writes, and measures:
@@ -81,12 +82,18 @@ interface Args {
   prefix: string;
   /** ctsync only: run the daemons under node --cpu-prof with profiles under this directory. */
   cpuProf?: string;
+  /** ctsync only: extra node/V8 flags for both daemons (--node-flags "--trace-gc ..."). */
+  nodeFlags?: string[];
+  /** ctsync only: append each daemon's stdout and stderr to DIR/act.log and DIR/sby.log. */
+  daemonLogs?: string;
+  /** ctsync only: extra config lines for both daemons (--daemon-yaml "sync: { warmup: 0 }", repeatable). */
+  extraYaml: string[];
   /** A second burst on the same daemons (off with --no-second, and skipped where the host's table cannot hold 2n). */
   second: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX, second: true };
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX, second: true, extraYaml: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -105,6 +112,9 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--out') (a.out = v ?? a.out), i++;
     else if (k === '--prefix') (a.prefix = v ?? a.prefix), i++;
     else if (k === '--cpu-prof') (a.cpuProf = v), i++;
+    else if (k === '--node-flags') (a.nodeFlags = (v ?? '').split(' ').filter(Boolean)), i++;
+    else if (k === '--daemon-logs') (a.daemonLogs = v), i++;
+    else if (k === '--daemon-yaml') (a.extraYaml.push(v ?? '')), i++;
     else if (k === '--no-second') a.second = false;
     else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
   }
@@ -143,12 +153,20 @@ interface RunResult {
 
 const ETH_IP_UDP = 14 + 20 + 8;
 
-async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, cpuProfDir?: string, secondBurst = false): Promise<RunResult> {
+/** What only the ctsync pair takes (see CtsyncPairOptions). */
+interface CtsyncExtras {
+  cpuProfDir?: string;
+  nodeFlags?: string[];
+  logDir?: string;
+  extraYaml?: string[];
+}
+
+async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, extras: CtsyncExtras = {}, secondBurst = false): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
   const lab = new Lab({ prefix });
   let pair: SyncPair | undefined;
   try {
-    pair = await factory(lab, { capacity: secondBurst ? 2 * n : n, ...(cpuProfDir ? { cpuProfDir } : {}) } as PairOptions & { cpuProfDir?: string });
+    pair = await factory(lab, { capacity: secondBurst ? 2 * n : n, ...extras } as PairOptions & CtsyncExtras);
     const { topo } = pair;
     await sleep(300); // let the daemons' startup work (initial dump, first alive messages) finish
     const baseLocal = await pair.localTableSize();
@@ -227,11 +245,15 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     if (secondBurst) {
       const a0 = cpuSeconds(pair.activePid);
       const s0 = cpuSeconds(pair.standbyPid);
+      const th0 = cpuMainOther(pair.activePid);
       const { b: b2, poll: p2, first: first2 } = await burstAndWait(n, basePeer + n);
       const a1 = cpuSeconds(pair.activePid);
       await quietLink();
       const a2 = cpuSeconds(pair.activePid);
       const s2 = cpuSeconds(pair.standbyPid);
+      const th2 = cpuMainOther(pair.activePid);
+      diagnostics['second.active.mainThreadSeconds'] = +(th2.main - th0.main).toFixed(3);
+      diagnostics['second.active.otherThreadsSeconds'] = +(th2.other - th0.other).toFixed(3);
       second = {
         latencyMs: p2.doneAt - b2.lastInsertAt,
         atLastInsert: first2,
@@ -475,7 +497,8 @@ async function main(): Promise<void> {
         let r: RunResult;
         try {
           if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
-          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, impl === 'ctsync' ? args.cpuProf : undefined, args.second && 2 * p.n + 1000 <= hostCtMax());
+          const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml } : {};
+          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, extras, args.second && 2 * p.n + 1000 <= hostCtMax());
         } catch (err) {
           const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;
           console.error(`${impl}: ${msg}`);

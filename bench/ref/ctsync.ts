@@ -13,7 +13,7 @@
 // - Security mode psk (TLS 1.2 with a pre-shared key, ECDHE-PSK-CHACHA20-POLY1305 here; what users run); conntrackd has
 //   no encryption at all.
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -60,6 +60,8 @@ export interface CtsyncPairOptions extends PairOptions {
   nodeFlags?: string[];
   /** Run both daemons with `node --cpu-prof`, profiles under DIR/act and DIR/sby (written at their SIGTERM exit). */
   cpuProfDir?: string;
+  /** Append each daemon's stdout and stderr (logs, V8 traces) to DIR/act.log and DIR/sby.log. */
+  logDir?: string;
 }
 
 function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; keyFile: string; socket: string; trackFile: string; eventBuffer: number; ignore: string[]; extra: string[] }): string {
@@ -116,7 +118,8 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
     );
     const prof = opts.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.cpuProfDir, tag)}`] : [];
     const argv = [...(opts.wrap ?? []), process.execPath, ...prof, ...(opts.nodeFlags ?? []), CTSYNC_MAIN, 'daemon', '-c', confPath];
-    const proc = lab.spawn(ns, argv, { onLine: () => {} });
+    const keep = opts.logDir ? (l: string) => appendFileSync(join(opts.logDir!, `${tag}.log`), `${l}\n`) : () => {};
+    const proc = lab.spawn(ns, argv, { onLine: keep, onErrLine: keep });
     return { role, ns, confPath, socketPath, proc };
   };
 

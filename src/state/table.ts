@@ -360,9 +360,11 @@ export class FlowTable {
   // Where a hash starts probing: keyHash is the same on every node and anyone who can open connections through
   // the firewall chooses keys, so unseeded low bits would let them pile flows into one probe run (each insert
   // then O(run)). A secret per-table seed keeps positions unpredictable, as V8 seeds its own Map hashes.
-  private readonly seed = randomBytes(4).readUInt32LE(0);
+  // Read as an int32, which is all `h ^ seed` uses: always a small integer to V8, so every table has the same
+  // object shape (a u32 seed above 2^31 in one table but not in another made code compiled for one fail on the other)
+  private readonly seed = randomBytes(4).readInt32LE(0);
   private count = 0;
-  private hashKey: string | undefined; // one-entry cache of keyHash: slotOf() then set() hash the same key once
+  private hashKey = ''; // one-entry cache of keyHash: slotOf() then set() hash the same key once (always a string, for V8)
   private hashVal = 0;
   private cap = 0;
   private hi = 0; // slots [0, hi) have been used at least once
@@ -778,7 +780,7 @@ export class FlowTable {
     this.index = new Uint32Array(0);
     this.mask = 0;
     this.count = 0;
-    this.hashKey = undefined;
+    this.hashKey = '';
     this.free = [];
     this.keys = [];
     this.extra = [];
