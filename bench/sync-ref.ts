@@ -23,8 +23,11 @@
 //       shows what a daemon that has been running costs. conntrackd (C) gets the same second burst. Skipped with
 //       --no-second, or when the host's nf_conntrack_max cannot hold 2n;
 //   (e) commit of the standby's replica (n, or 2n after (f)) into its empty kernel table: entries/s.
-// --big N repeats (a)-(e) once at N entries when the host's nf_conntrack_max allows it (the per-namespace limit can
-// only be lowered below the host's, and this script never changes host sysctls).
+// --big N repeats (a)-(e) once at N entries (no second burst). HOST CHANGE: a namespace cannot hold more entries than
+// the host's net.netfilter.nf_conntrack_max (262144 here; it cannot be raised per namespace), so for --big the host's
+// nf_conntrack_max (to N + 1000) and hash buckets (to N, as an operator sizes them) are raised for the run only and
+// put back at the end, also on failure or interrupt (bench/lib/sysctl.ts), and the markdown says what was done.
+// `--repeats 0 --big N` runs only the big set.
 // --cpu-prof DIR runs the ctsync daemons under `node --cpu-prof` (profiles in DIR/act, DIR/sby, written at stop).
 // Writes OUT/<impl>-ref.json and OUT/<impl>-ref.md; the markdown also sets the figures beside DOMAIN.md's.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,6 +38,7 @@ import { execFileSync } from 'node:child_process';
 import { Lab } from '../src/lab/netns.js';
 import { conntrackdPair, type ConntrackdPair } from './ref/conntrackd.js';
 import { ctsyncPair } from './ref/ctsync.js';
+import { raiseConntrackBuckets, raiseConntrackMax, type HostChange } from './lib/sysctl.js';
 import {
   REF_PREFIX,
   burst,
@@ -394,7 +398,7 @@ const fmt = (x: number, d: number): string => (Number.isFinite(x) ? x.toFixed(d)
 function markdown(impl: string, env: Record<string, unknown>, sets: { n: number; runs: RunResult[]; summary: Record<string, Spread> }[], skipped: string[]): string {
   const lines = [`# ${impl} sync reference (${String(env.date)})`, ''];
   lines.push(`Command: \`${String(env.command)}\`  `);
-  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}, ${String(env.implVersion)}.`, '');
+  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}, ${String(env.implVersion)}.${env.hostChanges ? ` Host: ${String(env.hostChanges)}.` : ''}`, '');
   for (const s of sets) {
     lines.push(`## ${s.n} entries, ${s.runs.length} run(s): median [min – max]`, '');
     lines.push('| metric | median | spread | DOMAIN.md |', '|---|---:|---:|---:|');
@@ -446,7 +450,7 @@ function compareMarkdown(env: Record<string, unknown>, byImpl: Record<string, { 
   const b = byImpl['ctsync'] ?? [];
   const lines = [`# conntrackd vs ctsync, same session (${String(env.date)})`, ''];
   lines.push(`Command: \`${String(env.command)}\`  `);
-  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}. Repeats interleave the two implementations (conntrackd, ctsync, conntrackd, ...), each on a fresh lab.`, '');
+  lines.push(`Machine: ${String(env.nproc)} vCPU, kernel ${String(env.kernel)}. Repeats interleave the two implementations (conntrackd, ctsync, conntrackd, ...), each on a fresh lab.${env.hostChanges ? ` Host: ${String(env.hostChanges)}.` : ''}`, '');
   for (const sa of a) {
     const sb = b.find((x) => x.n === sa.n);
     if (!sb) continue;
@@ -485,6 +489,7 @@ async function main(): Promise<void> {
   const skippedBy: Record<string, string[]> = {};
   for (const impl of impls) (byImpl[impl] = []), (skippedBy[impl] = []);
   const plan: { n: number; repeats: number }[] = [{ n: args.n, repeats: args.repeats }];
+  const host: HostChange[] = args.big > 0 ? [raiseConntrackMax(args.big + 1000), raiseConntrackBuckets(args.big)] : [];
   if (args.big > 0) {
     const max = hostCtMax();
     if (max >= args.big + 1000) plan.push({ n: args.big, repeats: 1 });
@@ -498,7 +503,7 @@ async function main(): Promise<void> {
         try {
           if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
           const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml } : {};
-          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, extras, args.second && 2 * p.n + 1000 <= hostCtMax());
+          r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, extras, args.second && p.n !== args.big && 2 * p.n + 1000 <= hostCtMax());
         } catch (err) {
           const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;
           console.error(`${impl}: ${msg}`);
@@ -516,6 +521,8 @@ async function main(): Promise<void> {
     for (const impl of impls) if (runs[impl]!.length) byImpl[impl]!.push({ n: p.n, runs: runs[impl]!, summary: summarize(runs[impl]!) });
   }
 
+  const hostChanges = host.map((h) => `raised ${h.before} → ${h.during} for the run, then ${h.restore()}`).join('; ');
+  if (hostChanges) console.error(hostChanges);
   mkdirSync(args.out, { recursive: true });
   const command = `${/vite-node|\.ts$/.test(process.argv[1] ?? '') ? 'npx vite-node bench/sync-ref.ts --' : 'node dist/bench/sync-ref.js'} ${process.argv.slice(2).join(' ')}`.trim();
   const baseEnv = {
@@ -524,6 +531,7 @@ async function main(): Promise<void> {
     kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
     nproc: execFileSync('nproc', { encoding: 'utf8' }).trim(),
     hostNfConntrackMax: hostCtMax(),
+    ...(hostChanges ? { hostChanges } : {}),
     domainFigures: DOMAIN_FIGURES,
   };
   for (const impl of impls) {
