@@ -341,6 +341,9 @@ export interface FlowTableOptions {
   digestBuckets?: number;
 }
 
+/** The hash cache's starting value (see FlowTable.hashKey). */
+const EMPTY_KEY_HASH = keyHash('');
+
 /** Entry metadata as one object (for tests, the control socket, and anything off the hot path). */
 export interface EntryMeta {
   version: number;
@@ -364,8 +367,10 @@ export class FlowTable {
   // object shape (a u32 seed above 2^31 in one table but not in another made code compiled for one fail on the other)
   private readonly seed = randomBytes(4).readInt32LE(0);
   private count = 0;
-  private hashKey = ''; // one-entry cache of keyHash: slotOf() then set() hash the same key once (always a string, for V8)
-  private hashVal = 0;
+  // one-entry cache of keyHash: slotOf() then set() hash the same key once. Starts as a true pair ('' and its
+  // hash): always a string and a number, so V8 sees one shape, and correct even for an empty key
+  private hashKey = '';
+  private hashVal = EMPTY_KEY_HASH;
   private cap = 0;
   private hi = 0; // slots [0, hi) have been used at least once
   private free: number[] = [];
@@ -781,6 +786,7 @@ export class FlowTable {
     this.mask = 0;
     this.count = 0;
     this.hashKey = '';
+    this.hashVal = EMPTY_KEY_HASH;
     this.free = [];
     this.keys = [];
     this.extra = [];
