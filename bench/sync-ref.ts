@@ -37,7 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { Lab } from '../src/lab/netns.js';
 import { conntrackdPair, type ConntrackdPair } from './ref/conntrackd.js';
-import { ctsyncPair } from './ref/ctsync.js';
+import { ctsyncPair, type CtsyncPairOptions } from './ref/ctsync.js';
 import { raiseConntrackBuckets, raiseConntrackMax, type HostChange } from './lib/sysctl.js';
 import {
   REF_PREFIX,
@@ -157,13 +157,8 @@ interface RunResult {
 
 const ETH_IP_UDP = 14 + 20 + 8;
 
-/** What only the ctsync pair takes (see CtsyncPairOptions). */
-interface CtsyncExtras {
-  cpuProfDir?: string;
-  nodeFlags?: string[];
-  logDir?: string;
-  extraYaml?: string[];
-}
+/** What only the ctsync pair takes. */
+type CtsyncExtras = Pick<CtsyncPairOptions, 'cpuProfDir' | 'nodeFlags' | 'logDir' | 'extraYaml'>;
 
 async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, extras: CtsyncExtras = {}, secondBurst = false): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
