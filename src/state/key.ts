@@ -52,14 +52,30 @@ function writeText(s: string, at: number): number {
 export function flowKey(flow: Flow): string {
   const o = flow.orig;
   const family = flow.family & 0xff;
+  let zf = 0;
   let lf = 0;
+  let at = 4;
+  if (flow.zone !== undefined) {
+    zf |= Z_CT;
+    scratch.writeUInt16BE(flow.zone & 0xffff, at);
+    at += 2;
+  }
+  if (o.zone !== undefined) {
+    zf |= Z_ORIG;
+    scratch.writeUInt16BE(o.zone & 0xffff, at);
+    at += 2;
+  }
   const rz = flow.reply?.zone;
-  let at = putZones(flow.zone === undefined ? -1 : flow.zone & 0xffff, o.zone === undefined ? -1 : o.zone & 0xffff, rz === undefined ? -1 : rz & 0xffff);
+  if (rz !== undefined) {
+    zf |= Z_REPLY;
+    scratch.writeUInt16BE(rz & 0xffff, at);
+    at += 2;
+  }
   const alen = addrLen(family);
   if (alen !== 0 && parseIpInto(o.src, scratch, at) === alen && parseIpInto(o.dst, scratch, at + alen) === alen) {
     at += 2 * alen;
   } else {
-    scratch[2] |= TEXT_ADDR; // addresses that do not parse are kept as text
+    zf |= TEXT_ADDR;
     at = writeText(String(o.src), at);
     at = writeText(String(o.dst), at);
   }
@@ -88,6 +104,7 @@ export function flowKey(flow: Flow): string {
   }
   scratch[0] = family;
   scratch[1] = o.proto & 0xff;
+  scratch[2] = zf;
   scratch[3] = lf;
   return scratch.toString('latin1', 0, at);
 }
@@ -96,26 +113,6 @@ function putU16(v: number, at: number): number {
   scratch[at] = v >> 8;
   scratch[at + 1] = v & 0xff;
   return at + 2;
-}
-
-/** The zones of the key header (each 0..65535, -1 = none): their flags in scratch[2], the given ones from scratch[4]; returns where the addresses go. */
-function putZones(ctZone: number, origZone: number, replyZone: number): number {
-  let zf = 0;
-  let at = 4;
-  if (ctZone >= 0) {
-    zf |= Z_CT;
-    at = putU16(ctZone, at);
-  }
-  if (origZone >= 0) {
-    zf |= Z_ORIG;
-    at = putU16(origZone, at);
-  }
-  if (replyZone >= 0) {
-    zf |= Z_REPLY;
-    at = putU16(replyZone, at);
-  }
-  scratch[2] = zf;
-  return at;
 }
 
 /**
@@ -191,8 +188,21 @@ export function flowKeyFromAttrs(buf: Buffer, off: number, end: number, family: 
   }
   if (src < 0 || dst < 0 || proto < 0) return undefined;
   // the layout flowKey writes (see the file comment)
+  let zf = 0;
   let lf = 0;
-  let at = putZones(ctZone, origZone, replyZone);
+  let at = 4;
+  if (ctZone >= 0) {
+    zf |= Z_CT;
+    at = putU16(ctZone, at);
+  }
+  if (origZone >= 0) {
+    zf |= Z_ORIG;
+    at = putU16(origZone, at);
+  }
+  if (replyZone >= 0) {
+    zf |= Z_REPLY;
+    at = putU16(replyZone, at);
+  }
   for (let i = 0; i < alen; i++) scratch[at++] = buf[src + i]!;
   for (let i = 0; i < alen; i++) scratch[at++] = buf[dst + i]!;
   if (sport >= 0) {
@@ -217,6 +227,7 @@ export function flowKeyFromAttrs(buf: Buffer, off: number, end: number, family: 
   }
   scratch[0] = family;
   scratch[1] = proto;
+  scratch[2] = zf;
   scratch[3] = lf;
   return scratch.toString('latin1', 0, at);
 }
@@ -316,10 +327,24 @@ export function keyFromTupleBytes(buf: Uint8Array, at: number, len: number, ctZo
   const alen = len === 9 || len === 13 ? 4 : len === 33 || len === 37 ? 16 : 0;
   const proto = buf[at]!;
   if (alen === 0 || proto === 1 || proto === 58) return undefined;
-  let k = putZones(ctZone, origZone, replyZone);
+  let zf = 0;
+  let k = 4;
+  if (ctZone >= 0) {
+    zf |= Z_CT;
+    k = putU16(ctZone, k);
+  }
+  if (origZone >= 0) {
+    zf |= Z_ORIG;
+    k = putU16(origZone, k);
+  }
+  if (replyZone >= 0) {
+    zf |= Z_REPLY;
+    k = putU16(replyZone, k);
+  }
   for (let i = 1; i < len; i++) scratch[k++] = buf[at + i]!;
   scratch[0] = alen === 4 ? AF_INET : AF_INET6;
   scratch[1] = proto;
+  scratch[2] = zf;
   scratch[3] = len === 1 + 2 * alen ? 0 : L_SPORT | L_DPORT;
   return scratch.toString('latin1', 0, k);
 }

@@ -116,11 +116,35 @@ export class PeerTable {
       born,
     );
     const now = this.clock.now();
-    const unstored = this.settleUnstored(verdict, key, slot, flow.timeout ?? -1, now);
-    if (unstored !== undefined) return unstored;
-    if (verdict === 'new' || verdict === 'reincarnation') {
-      t.set(key, flow, version, born, now);
-      return this.storedAnew(verdict, key, tomb !== undefined);
+    switch (verdict) {
+      case 'tombstoned':
+        c.tombstoned++;
+        return 'tombstoned';
+      case 'stale':
+        c.stale++;
+        if (t.isSweeping) t.touch(slot); // the entry exists at the peer: a bulk must not sweep it
+        return 'stale';
+      case 'duplicate':
+        c.duplicate++;
+        if (flow.timeout !== undefined) {
+          t.setTimeoutAt(slot, flow.timeout, now);
+          this.onChange(key);
+        }
+        t.touch(slot);
+        return 'duplicate';
+      case 'new':
+        if (tomb !== undefined) this.tombs.delete(key);
+        t.set(key, flow, version, born, now);
+        c.added++;
+        this.onChange(key);
+        return 'added';
+      case 'reincarnation':
+        t.set(key, flow, version, born, now);
+        c.reincarnated++;
+        this.onChange(key);
+        return 'reincarnated';
+      case 'update':
+        break;
     }
 
     // Same connection, newer version: merge monotonically.
@@ -152,60 +176,47 @@ export class PeerTable {
   }
 
   /**
-   * The verdicts both upserts settle without storing the entry, counted: tombstoned, stale, and a duplicate, which
-   * takes only a reported timeout (`timeout` < 0: none). Undefined for new, reincarnation and update.
-   */
-  private settleUnstored(verdict: UpsertVerdict, key: string, slot: number, timeout: number, now: number): UpsertOutcome | undefined {
-    const t = this.table;
-    const c = this.counters;
-    switch (verdict) {
-      case 'tombstoned':
-        c.tombstoned++;
-        return 'tombstoned';
-      case 'stale':
-        c.stale++;
-        if (t.isSweeping) t.touch(slot); // the entry exists at the peer: a bulk must not sweep it
-        return 'stale';
-      case 'duplicate':
-        c.duplicate++;
-        if (timeout >= 0) {
-          t.setTimeoutAt(slot, timeout, now);
-          this.onChange(key);
-        }
-        t.touch(slot);
-        return 'duplicate';
-      default:
-        return undefined;
-    }
-  }
-
-  /** A new or reincarnated entry both upserts have just stored: a new one ends its key's tombstone; counted, announced. */
-  private storedAnew(verdict: 'new' | 'reincarnation', key: string, tombstoned: boolean): UpsertOutcome {
-    if (verdict === 'new') {
-      if (tombstoned) this.tombs.delete(key);
-      this.counters.added++;
-    } else this.counters.reincarnated++;
-    this.onChange(key);
-    return verdict === 'new' ? 'added' : 'reincarnated';
-  }
-
-  /**
    * upsert() for a plain entry read in place (wire/upsert-scan.ts), stored without a Flow: the same verdicts,
    * merge rules, counters and onChange calls as upsert() of the Flow entryToFlow makes of that entry. `slot` is
    * table.slotOf(key), which the caller looked up anyway; `now` the clock's time (read once per frame). Returns undefined, having changed nothing, in the one
    * case it leaves to upsert(): a merge that keeps stored protoinfo the entry lacks (which may be more than TCP).
-   * `f` is scratch: the merge may rewrite its TCP state and status.
+   * `f` is scratch: the merge may rewrite its TCP state and status. The verdict switch repeats upsert()'s on
+   * purpose: this is the standby's hot path, and sharing it through helpers measured slower (bench/ref/README.md).
    */
   upsertPlain(key: string, f: PlainFlow, version: number, born: number, slot: number, now: number): UpsertOutcome | undefined {
     const t = this.table;
     const c = this.counters;
     const tomb = this.tombs.size === 0 ? undefined : this.tombs.get(key);
     const verdict = judgeUpsertAt(slot >= 0, slot < 0 ? 0 : t.versionAt(slot), slot < 0 ? 0 : t.bornAt(slot), tomb, version, born);
-    const unstored = this.settleUnstored(verdict, key, slot, f.timeout, now);
-    if (unstored !== undefined) return unstored;
-    if (verdict === 'new' || verdict === 'reincarnation') {
-      t.setPlain(key, f, version, born, now, slot);
-      return this.storedAnew(verdict, key, tomb !== undefined);
+    switch (verdict) {
+      case 'tombstoned':
+        c.tombstoned++;
+        return 'tombstoned';
+      case 'stale':
+        c.stale++;
+        if (t.isSweeping) t.touch(slot);
+        return 'stale';
+      case 'duplicate':
+        c.duplicate++;
+        if (f.timeout >= 0) {
+          t.setTimeoutAt(slot, f.timeout, now);
+          this.onChange(key);
+        }
+        t.touch(slot);
+        return 'duplicate';
+      case 'new':
+        if (tomb !== undefined) this.tombs.delete(key);
+        t.setPlain(key, f, version, born, now, slot);
+        c.added++;
+        this.onChange(key);
+        return 'added';
+      case 'reincarnation':
+        t.setPlain(key, f, version, born, now, slot);
+        c.reincarnated++;
+        this.onChange(key);
+        return 'reincarnated';
+      case 'update':
+        break;
     }
     // Same connection, newer version: merge monotonically (upsert()'s rules).
     if (!f.protoinfo) {
