@@ -177,10 +177,12 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
       redisOptions: clusterNodeOptions(common),
       ...(tls ? { dnsLookup: (address, cb) => cb(null, address) } : {}),
     };
-    return new Cluster(o.addresses.map(split), opts);
+    const cluster = new Cluster(o.addresses.map(split), opts);
+    cluster.on('+node', (node: Redis) => guardSockets(node));
+    return cluster;
   }
   if (o.mode === 'sentinel') {
-    return new Redis({
+    return guardSockets(new Redis({
       ...common,
       sentinels: o.addresses.map(split),
       name: o.name!,
@@ -191,7 +193,24 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
       // Follow +switch-master at once (one connection per sentinel): until the sentinels demote the old master, seconds
       // later, it still takes writes, which are lost. The writer's connection does; the transport moves its readers.
       ...(followFailover ? { failoverDetector: true } : {}),
-    });
+    }));
   }
-  return new Redis({ ...common, ...split(o.addresses[0]!), db: o.db });
+  return guardSockets(new Redis({ ...common, ...split(o.addresses[0]!), db: o.db }));
+}
+
+/**
+ * ioredis listens for its socket's errors with once(): a second error on the same socket (a TLS handshake refused
+ * with an alert after the first failure, say) finds no listener and is thrown, which would end the daemon. Each
+ * socket the client opens gets a lasting listener as well; the first error still reaches ioredis, which reports it
+ * and reconnects.
+ */
+function guardSockets(client: Redis): Redis {
+  const connector = (client as unknown as { connector: { connect: (...a: unknown[]) => Promise<NodeJS.EventEmitter> } }).connector;
+  const connect = connector.connect.bind(connector);
+  connector.connect = (...a) =>
+    connect(...a).then((socket) => {
+      socket.on('error', () => {});
+      return socket;
+    });
+  return client;
 }
