@@ -2,13 +2,17 @@
 //
 // Run by hand, as root (never a timed test):
 //   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
-//                                                [--poll-ms 0] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
+//                                                [--poll-ms 1] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
 //                                                [--node-flags "--trace-gc ..."] [--daemon-logs DIR] [--daemon-yaml "sync: { warmup: 0 }"]
+//                                                [--ctsync-wrap "chrt -r 10"]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
 // bursts n flows into act's kernel table with batched ctnetlink writes, and measures:
-//   (a) last insert acknowledged → the standby daemon reports all n in its peer table (back-to-back polls of its
-//       control socket; the mean poll interval is the resolution and is reported);
+//   (a) last insert → the standby daemon reports all n in its peer table. The last insert is when the writer reads
+//       the kernel's ack of its last datagram (datagrams are encoded before the clock starts; until 2026-11-21 the
+//       clock stopped after the writer's own pass over n results, 3-7 ms late). The standby's control socket is
+//       polled every --poll-ms (default 1; 0 = back to back, which loads a standby that is still catching up, and
+//       the bench process with it); the mean poll interval is the resolution and is reported;
 //   (b) active daemon CPU (schedstat, ns accounting) from before the burst, per 10k: (b1) until the standby holds all
 //       n (the first poll that sees them), and (b2) until the sync link is quiet, i.e. carries no more than
 //       heartbeat-level traffic: at most 2 KiB (both directions, L2) over the last 500 ms. Both daemons send
@@ -92,12 +96,14 @@ interface Args {
   daemonLogs?: string;
   /** ctsync only: extra config lines for both daemons (--daemon-yaml "sync: { warmup: 0 }", repeatable). */
   extraYaml: string[];
+  /** ctsync only: argv put before node, e.g. --ctsync-wrap "chrt -r 10" (what systemd/ctsync.service does). */
+  wrap?: string[];
   /** A second burst on the same daemons (off with --no-second, and skipped where the host's table cannot hold 2n). */
   second: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 0, out: 'bench/results', prefix: REF_PREFIX, second: true, extraYaml: [] };
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 1, out: 'bench/results', prefix: REF_PREFIX, second: true, extraYaml: [] };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -119,6 +125,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--node-flags') (a.nodeFlags = (v ?? '').split(' ').filter(Boolean)), i++;
     else if (k === '--daemon-logs') (a.daemonLogs = v), i++;
     else if (k === '--daemon-yaml') (a.extraYaml.push(v ?? '')), i++;
+    else if (k === '--ctsync-wrap') (a.wrap = (v ?? '').split(' ').filter(Boolean)), i++;
     else if (k === '--no-second') a.second = false;
     else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
   }
@@ -158,7 +165,7 @@ interface RunResult {
 const ETH_IP_UDP = 14 + 20 + 8;
 
 /** What only the ctsync pair takes. */
-type CtsyncExtras = Pick<CtsyncPairOptions, 'cpuProfDir' | 'nodeFlags' | 'logDir' | 'extraYaml'>;
+type CtsyncExtras = Pick<CtsyncPairOptions, 'cpuProfDir' | 'nodeFlags' | 'logDir' | 'extraYaml' | 'wrap'>;
 
 async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, extras: CtsyncExtras = {}, secondBurst = false): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
@@ -497,7 +504,7 @@ async function main(): Promise<void> {
         let r: RunResult;
         try {
           if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
-          const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml } : {};
+          const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml, wrap: args.wrap } : {};
           r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, extras, args.second && p.n !== args.big && 2 * p.n + 1000 <= hostCtMax());
         } catch (err) {
           const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;

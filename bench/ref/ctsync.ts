@@ -13,7 +13,7 @@
 // - Security mode psk (TLS 1.2 with a pre-shared key, ECDHE-PSK-CHACHA20-POLY1305 here; what users run); conntrackd has
 //   no encryption at all.
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +95,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
   const keyFile = join(workDir, 'cluster.key');
   execFileSync(process.execPath, [CTSYNC_MAIN, 'keygen', keyFile], { stdio: 'ignore' });
   const linkNet = `${topo.actAddr.split('.').slice(0, 3).join('.')}.0/24`;
+  if (opts.logDir) mkdirSync(opts.logDir, { recursive: true });
 
   const start = (role: 'active' | 'standby'): CtsyncNode => {
     const tag = role === 'active' ? 'act' : 'sby';
