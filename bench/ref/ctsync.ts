@@ -178,6 +178,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
         out[`${p}.events.ours`] = s.kernel.events.ours ?? 0;
         out[`${p}.overruns`] = s.kernel.overruns;
         out[`${p}.resyncs`] = s.kernel.resyncs;
+        out[`${p}.eventsPerRead`] = Number((s.kernel.reads.datagrams / Math.max(1, s.kernel.reads.wakeups)).toFixed(1));
         out[`${p}.framesOut`] = s.sync.framesOut;
         out[`${p}.entriesOut`] = s.sync.entriesOut;
         out[`${p}.entriesIn`] = s.sync.entriesIn;

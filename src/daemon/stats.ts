@@ -11,7 +11,8 @@ export interface DaemonStats {
   uptimeS: number;
   /** Every configured peer's link is up and both directions are in sync. */
   inSync: boolean;
-  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number };
+  /** reads: the event socket's wake-ups and the event datagrams they delivered (datagrams / wakeups = events per read). */
+  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; datagrams: number } };
   /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
   peers: (MergedPeerStatus & { configured: boolean })[];
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
@@ -24,6 +25,7 @@ export interface DaemonStats {
 
 export function buildStats(d: Daemon): DaemonStats {
   const ev = d.mirror.events.stats;
+  const rs = d.mirror.events.sock.stats;
   const ms = d.mirror.stats;
   const engines = d.sync.paths.map((p) => p.engine);
   const sum = (f: (c: (typeof engines)[number]['counters']) => number) => engines.reduce((n, e) => n + f(e.counters), 0);
@@ -56,6 +58,7 @@ export function buildStats(d: Daemon): DaemonStats {
       resyncs: ms.resyncs,
       lastResyncAgoS: ms.lastResyncAt ? Math.round((systemClock.now() - ms.lastResyncAt) / 1000) : null,
       malformed: ev.malformed,
+      reads: { wakeups: rs.wakeups, datagrams: rs.datagrams },
     },
     peers,
     // summed over the paths (with transport both, every change is counted once per path)
