@@ -4,8 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Conntrack, encodeBatches, encodeCreate, SeqRange } from '../../src/kernel/conntrack.js';
-import { errnoName } from '../../src/kernel/errno.js';
+import { Conntrack, encodeBatches, encodeCreate, SeqRange, writeReport, type WriteReport, type WriteResult } from '../../src/kernel/conntrack.js';
 import { DEFAULT_WRITE_POLICY } from '../../src/kernel/write-rules.js';
 import type { Flow } from '../../src/kernel/types.js';
 import type { Lab } from '../../src/lab/netns.js';
@@ -139,7 +138,7 @@ export interface BurstResult {
   /** performance.now() when the kernel's ack of the last datagram was read: the "last insert". */
   lastInsertAt: number;
   firstInsertAt: number;
-  report: { counts: { created: number; failed: number }; failedByErrno: Record<string, number> };
+  report: WriteReport;
 }
 
 /**
@@ -156,10 +155,8 @@ export async function burst(ns: string, n: number, offset = 0): Promise<BurstRes
     const firstInsertAt = performance.now();
     const errnos = await ct.sendEncoded(batches);
     const lastInsertAt = performance.now();
-    const failedByErrno: Record<string, number> = {};
-    for (const e of errnos) if (e !== 0) failedByErrno[errnoName(e)] = (failedByErrno[errnoName(e)] ?? 0) + 1;
-    const failed = Object.values(failedByErrno).reduce((a, b) => a + b, 0);
-    return { firstInsertAt, lastInsertAt, report: { counts: { created: errnos.length - failed, failed }, failedByErrno } };
+    const results = errnos.map((errno): WriteResult => (errno === 0 ? { outcome: 'created' } : { outcome: 'failed', errno }));
+    return { firstInsertAt, lastInsertAt, report: writeReport(results, lastInsertAt - firstInsertAt) };
   } finally {
     ct.close();
   }

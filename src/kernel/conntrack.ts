@@ -306,7 +306,7 @@ export class Conntrack {
     const related: number[] = [];
     ops.forEach((o, i) => (o.flow.master && o.op !== 'delete' ? related : masters).push(i));
     for (const group of [masters, related]) if (group.length) await this.writeGroup(ops, group, policy, results);
-    return report(results, performance.now() - t0);
+    return writeReport(results, performance.now() - t0);
   }
 
   private async writeGroup(ops: WriteOp[], idx: number[], policy: WritePolicy, results: WriteResult[]): Promise<void> {
@@ -413,7 +413,8 @@ export function encodeBatches<T>(items: T[], encode: Encode<T>, seqs: SeqRange):
   return [...datagrams(items, encode, seqs)];
 }
 
-function report(results: WriteResult[], durationMs: number): WriteReport {
+/** Counts by outcome and failures by errno name, as write() reports them. */
+export function writeReport(results: WriteResult[], durationMs: number): WriteReport {
   const counts: Record<Outcome, number> = { created: 0, updated: 0, replaced: 0, deleted: 0, absent: 0, failed: 0 };
   const failedByErrno: Record<string, number> = {};
   for (const r of results) {
