@@ -179,6 +179,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
         out[`${p}.overruns`] = s.kernel.overruns;
         out[`${p}.resyncs`] = s.kernel.resyncs;
         out[`${p}.eventsPerRead`] = Number((s.kernel.reads.datagrams / Math.max(1, s.kernel.reads.wakeups)).toFixed(1));
+        out[`${p}.quiets`] = s.kernel.reads.quiets;
         out[`${p}.framesOut`] = s.sync.framesOut;
         out[`${p}.entriesOut`] = s.sync.entriesOut;
         out[`${p}.entriesIn`] = s.sync.entriesIn;

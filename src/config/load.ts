@@ -31,6 +31,7 @@ export interface Config {
     refreshInterval: number;
     digestInterval: number;
     coalesce: number;
+    quiet: number;
   };
   link: { heartbeat: number; deadAfter: number; maxFrame: number };
   transport: 'tcp' | 'redis' | 'both';
@@ -57,7 +58,7 @@ export class ConfigError extends Error {
   }
 }
 
-const UNITS_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNITS_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const UNITS_B: Record<string, number> = { '': 1, k: 1 << 10, kib: 1 << 10, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
 
 function coerce(spec: KeySpec, v: unknown): { value?: unknown; problem?: string } {
@@ -72,8 +73,8 @@ function coerce(spec: KeySpec, v: unknown): { value?: unknown; problem?: string 
       return Number.isInteger(v) ? { value: v } : { problem: 'must be an integer' };
     case 'duration': {
       if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return { value: v };
-      const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/.exec(String(v));
-      return m ? { value: Number(m[1]) * UNITS_MS[m[2]] } : { problem: 'must be milliseconds or a duration like 500ms, 5s, 2m' };
+      const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)$/.exec(String(v));
+      return m ? { value: Number(m[1]) * UNITS_MS[m[2]] } : { problem: 'must be milliseconds or a duration like 200us, 500ms, 5s, 2m' };
     }
     case 'size': {
       if (typeof v === 'number' && Number.isInteger(v) && v > 0) return { value: v };

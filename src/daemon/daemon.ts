@@ -55,6 +55,7 @@ export class Daemon {
     this.mirror = new KernelMirror({
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
+      ...(cfg.sync.quiet > 0 ? { settleUs: Math.max(1, Math.round(cfg.sync.quiet * 1000)) } : {}),
       filter: synced,
       // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
       ...(cfg.commit.warm ? { exclude: (key: string) => this.warm!.holds(key) } : {}),
@@ -100,6 +101,8 @@ export class Daemon {
       this.mirror.onForeignDestroy = (k) => warm.destroyed(k);
       this.mirror.onEventsLost = () => warm.eventsLost();
     }
+    // the end of a burst of kernel events: its changes go out now rather than at the engine's next 1 ms check
+    this.mirror.onQuiet = () => this.sync.flush();
     this.mirror.onChange = (key, change) => {
       if (change === 'added' || change === 'replaced') this.sync.changed(key, true);
       else if (change === 'changed' || change === 'removed') this.sync.changed(key);

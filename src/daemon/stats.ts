@@ -11,8 +11,11 @@ export interface DaemonStats {
   uptimeS: number;
   /** Every configured peer's link is up and both directions are in sync. */
   inSync: boolean;
-  /** reads: the event socket's wake-ups and the event datagrams they delivered (datagrams / wakeups = events per read). */
-  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; datagrams: number } };
+  /**
+   * reads: the event socket's wake-ups and the event datagrams they delivered (datagrams / wakeups = events per read),
+   * and quiets: the times events stopped for sync.quiet, each of which sent the pending batch at once.
+   */
+  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; datagrams: number; quiets: number } };
   /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
   peers: (MergedPeerStatus & { configured: boolean })[];
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
@@ -58,7 +61,7 @@ export function buildStats(d: Daemon): DaemonStats {
       resyncs: ms.resyncs,
       lastResyncAgoS: ms.lastResyncAt ? Math.round((systemClock.now() - ms.lastResyncAt) / 1000) : null,
       malformed: ev.malformed,
-      reads: { wakeups: rs.wakeups, datagrams: rs.datagrams },
+      reads: { wakeups: rs.wakeups, datagrams: rs.datagrams, quiets: rs.quiets },
     },
     peers,
     // summed over the paths (with transport both, every change is counted once per path)

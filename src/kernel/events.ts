@@ -47,6 +47,8 @@ export class EventStream {
   onExpectation: (ev: ExpectationEvent) => void = () => {};
   /** Events were lost: the caller must dump and diff to restore an exact view. */
   onOverrun: () => void = () => {};
+  /** Events came, then none for settleUs (only with that option): a burst ended. */
+  onQuiet: () => void = () => {};
   /**
    * Optional fast path for NEW events of the plain form (scanPlainFlow: no NAT, no helper, labels or unknown
    * attributes) that have a key: offered the fields read in place before any Flow is built. Returning true takes
@@ -64,6 +66,7 @@ export class EventStream {
     const { keyOf: _keyOf, ...sockOpts } = opts;
     this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...sockOpts, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
+    this.sock.onQuiet = () => this.onQuiet();
     this.sock.onOverrun = () => {
       this.stats.overruns++;
       this.onOverrun();

@@ -44,6 +44,13 @@ export interface NetfilterSocketOptions {
    * datagram the kernel builds (dump datagrams are capped at SKB_WITH_OVERHEAD(32768)). 4096..1 MiB.
    */
   slotSize?: number;
+  /**
+   * Report the end of a burst: once a read drained the socket, wait up to this many microseconds (on this thread,
+   * in ppoll) for more datagrams, and call onQuiet when none came. Reads stay large while a burst lasts, and the
+   * pause after it is noticed within settleUs rather than at the next timer tick. Undefined: no waiting, no onQuiet.
+   * 0..100000.
+   */
+  settleUs?: number;
 }
 
 export interface SocketStats {
@@ -54,6 +61,7 @@ export interface SocketStats {
   overruns: number; // ENOBUFS: the kernel dropped messages for us
   truncated: number; // datagrams larger than slotSize, dropped
   foreign: number; // datagrams not sent by the kernel (nl_pid != 0), dropped
+  quiets: number; // onQuiet calls (settleUs): the socket stayed empty after delivering data
 }
 
 export type NetlinkError = Error & { code?: string; errno?: number; syscall?: string };
@@ -65,6 +73,8 @@ interface NativeOptions {
   slotSize?: number;
   kernelOnly?: boolean;
   overrunCallback?: () => void;
+  settleUs?: number;
+  quietCallback?: () => void;
 }
 
 /** The patched binding's NativeNetlink (see patches/netlink+0.3.0.patch). */
@@ -159,6 +169,8 @@ export class NetfilterSocket {
   readonly portId: number;
   onData: (buf: Buffer) => void = noop;
   onOverrun: () => void = noop;
+  /** The socket delivered data, then stayed empty for settleUs (only with that option). */
+  onQuiet: () => void = noop;
   onError: (err: NetlinkError) => void = noop;
 
   private readonly native: NativeNetlink;
@@ -171,6 +183,7 @@ export class NetfilterSocket {
     checkInt('slotSize', opts.slotSize, 4096, 1 << 20);
     checkInt('rcvbuf', opts.rcvbuf, 1, 0x7fffffff);
     checkInt('sndbuf', opts.sndbuf, 1, 0x7fffffff);
+    checkInt('settleUs', opts.settleUs, 0, 100_000);
     for (const g of opts.groups ?? []) checkInt('groups[]', g, 1, 0xffffffff);
     const Native = loadNative();
 
@@ -182,6 +195,7 @@ export class NetfilterSocket {
       overrunCallback: () => this.deliverOverrun(),
     };
     if (opts.netns !== undefined) nativeOpts.netns = netnsPath(opts.netns);
+    if (opts.settleUs !== undefined) Object.assign(nativeOpts, { settleUs: opts.settleUs, quietCallback: () => this.deliverQuiet() });
     let native: NativeNetlink;
     try {
       native = new Native(
@@ -253,6 +267,7 @@ export class NetfilterSocket {
       overruns: s.overruns,
       truncated: s.truncated,
       foreign: s.foreign,
+      quiets: s.quiets,
     };
   }
 
@@ -295,6 +310,14 @@ export class NetfilterSocket {
       this.onOverrun();
     } catch (e) {
       this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `onOverrun threw: ${(e as Error)?.message ?? String(e)}`, e));
+    }
+  }
+
+  private deliverQuiet(): void {
+    try {
+      this.onQuiet();
+    } catch (e) {
+      this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `onQuiet threw: ${(e as Error)?.message ?? String(e)}`, e));
     }
   }
 

@@ -13,6 +13,8 @@ export interface MirrorOptions {
   netns?: string;
   /** Event socket buffer (bytes). */
   rcvbuf?: number;
+  /** Microseconds the event stream must stay empty after events before onQuiet (NetfilterSocketOptions.settleUs). */
+  settleUs?: number;
   /**
    * Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. When it
    * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
@@ -59,6 +61,8 @@ export class KernelMirror {
   onForeignDestroy: (key: string) => void = () => {};
   /** Kernel events were lost (a socket overrun). */
   onEventsLost: () => void = () => {};
+  /** Kernel events came, then none for settleUs: whatever they changed can go out now. */
+  onQuiet: () => void = () => {};
   private running?: Promise<void>;
   private again?: string;
   private holds = 0;
@@ -73,7 +77,13 @@ export class KernelMirror {
     this.exclude = opts.exclude ?? (() => false);
     this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
     // events first: nothing that happens while the first dump runs is lost
-    this.events = new EventStream({ netns: opts.netns, keyOf: flowKeyFromAttrs, ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}) });
+    this.events = new EventStream({
+      netns: opts.netns,
+      keyOf: flowKeyFromAttrs,
+      ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}),
+      ...(opts.settleUs !== undefined ? { settleUs: opts.settleUs } : {}),
+    });
+    this.events.onQuiet = () => this.onQuiet();
     this.ct = new Conntrack({ netns: opts.netns });
     this.events.ourPorts.add(this.ct.portId);
     this.events.onEvent = (ev) => this.onEvent(ev);

@@ -1,6 +1,7 @@
 // Kernel tests of NetfilterSocket and the patched netlink binding: overrun survival, SO_RCVBUFFORCE, batching, netns, throwing handlers.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -225,6 +226,44 @@ describe.runIf(isRoot)('NetfilterSocket in a throwaway netns (root)', () => {
     expect(calls).toBeLessThan(events.messages / 4);
     listener.close();
     sender.close();
+  });
+
+  it('settleUs: onQuiet once a burst has been delivered and the socket stayed empty; never without the option', async () => {
+    const settled = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], rcvbuf: 16 << 20, settleUs: 1000 }));
+    const plain = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], rcvbuf: 16 << 20 }));
+    const sender = track(new NetfilterSocket({ netns: ns }));
+    const seen = newWalk();
+    const atQuiet: number[] = []; // events delivered when each onQuiet came
+    settled.onData = (b) => walk(b, seen);
+    settled.onQuiet = () => atQuiet.push(seen.messages);
+    let plainQuiets = 0;
+    plain.onQuiet = () => plainQuiets++;
+    await insert(sender, 1000);
+    await until(() => seen.messages >= 1000 && atQuiet.at(-1) === 1000, 'onQuiet after the 1000th event');
+    expect(seen.messages).toBe(1000);
+    expect(settled.stats.quiets).toBe(atQuiet.length);
+    // each quiet follows new data: never two in a row, never one before the first event
+    expect(atQuiet[0]).toBeGreaterThan(0);
+    for (let i = 1; i < atQuiet.length; i++) expect(atQuiet[i]).toBeGreaterThan(atQuiet[i - 1]!);
+    expect(plain.stats.datagrams).toBe(1000);
+    expect(plainQuiets).toBe(0);
+    expect(plain.stats.quiets).toBe(0);
+    for (const s of [settled, plain, sender]) s.close();
+  });
+
+  it('settleUs: events from another process that come closer together than settleUs share one quiet', async () => {
+    // a 100 ms window against conntrack(8) runs a few ms apart: a noisy machine may split the run, not 20 times
+    const settled = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], rcvbuf: 16 << 20, settleUs: 100_000 }));
+    let quiets = 0;
+    settled.onQuiet = () => quiets++;
+    const script = 'for i in $(seq 1 20); do conntrack -I -p udp -s 10.9.0.$i -d 10.9.1.1 --sport 1000 --dport 53 -t 60 2>/dev/null || exit 1; done';
+    await promisify(execFile)('ip', ['netns', 'exec', ns, 'sh', '-c', script]); // async: our loop reads meanwhile
+    await until(() => settled.stats.datagrams >= 20 && quiets > 0 && settled.stats.quiets === quiets, '20 events and a quiet');
+    expect(settled.stats.datagrams).toBe(20);
+    // the reads that found one event each went on waiting instead of reporting quiet
+    expect(settled.stats.batches).toBeGreaterThan(quiets);
+    expect(quiets).toBeLessThanOrEqual(5);
+    settled.close();
   });
 
   it('reports send errors as errno rejections (EEXIST on a duplicate create)', async () => {

@@ -209,6 +209,9 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     // the event socket's reads: every event came in a datagram of its own, read in some wake-up
     expect(s.kernel.reads.wakeups).toBeGreaterThan(0);
     expect(s.kernel.reads.datagrams).toBeGreaterThanOrEqual(s.kernel.events.new! + s.kernel.events.update! + s.kernel.events.destroy!);
+    // sync.quiet is on by default: bursts of events ended, and each ending was noticed (at most once per wake-up)
+    expect(s.kernel.reads.quiets).toBeGreaterThan(0);
+    expect(s.kernel.reads.quiets).toBeLessThanOrEqual(s.kernel.reads.wakeups);
     await expectConverged('after an overrun', 40_000);
   });
 

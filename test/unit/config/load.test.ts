@@ -46,6 +46,13 @@ describe('config', () => {
     expect(c.peers).toEqual([{ id: 'fw2', addresses: ['10.9.0.2:3780', '10.8.0.2:3780'] }]);
   });
 
+  test('sync.quiet takes microseconds and is capped', () => {
+    expect(buildConfig({ nodeId: 'a', sync: { quiet: '200us' } }).sync.quiet).toBeCloseTo(0.2, 9);
+    expect(buildConfig({ nodeId: 'a' }).sync.quiet).toBe(0.2);
+    expect(buildConfig({ nodeId: 'a', sync: { quiet: 0 } }).sync.quiet).toBe(0);
+    expect(problems({ nodeId: 'a', sync: { quiet: '6ms' } })).toEqual(['sync.quiet: must be at most 5ms (the event reader blocks for it) (got "6ms")']);
+  });
+
   test('cross-field checks', () => {
     const p = problems({ nodeId: 'fw1', peers: [{ id: 'fw1', addresses: ['x:1'] }], link: { heartbeat: 3000, deadAfter: 1000 }, security: { mode: 'cert' }, sync: { acceptCidrs: ['10.0.0.0/33'], zones: ['70000'] } });
     expect(p).toContain("peers: lists this node's own nodeId 'fw1'");
