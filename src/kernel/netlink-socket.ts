@@ -195,7 +195,10 @@ export class NetfilterSocket {
       overrunCallback: () => this.deliverOverrun(),
     };
     if (opts.netns !== undefined) nativeOpts.netns = netnsPath(opts.netns);
-    if (opts.settleUs !== undefined) Object.assign(nativeOpts, { settleUs: opts.settleUs, quietCallback: () => this.deliverQuiet() });
+    if (opts.settleUs !== undefined) {
+      nativeOpts.settleUs = opts.settleUs;
+      nativeOpts.quietCallback = () => this.deliverQuiet();
+    }
     let native: NativeNetlink;
     try {
       native = new Native(
@@ -301,7 +304,7 @@ export class NetfilterSocket {
     try {
       this.onData(buf);
     } catch (e) {
-      this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `onData threw: ${(e as Error)?.message ?? String(e)}`, e));
+      this.handlerThrew('onData', e);
     }
   }
 
@@ -309,7 +312,7 @@ export class NetfilterSocket {
     try {
       this.onOverrun();
     } catch (e) {
-      this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `onOverrun threw: ${(e as Error)?.message ?? String(e)}`, e));
+      this.handlerThrew('onOverrun', e);
     }
   }
 
@@ -317,8 +320,12 @@ export class NetfilterSocket {
     try {
       this.onQuiet();
     } catch (e) {
-      this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `onQuiet threw: ${(e as Error)?.message ?? String(e)}`, e));
+      this.handlerThrew('onQuiet', e);
     }
+  }
+
+  private handlerThrew(handler: string, e: unknown): void {
+    this.deliverError(ctsError('CTS_ERR_NETLINK_HANDLER', `${handler} threw: ${(e as Error)?.message ?? String(e)}`, e));
   }
 
   // an exception from onError itself goes to the native guard, i.e. process 'uncaughtException'

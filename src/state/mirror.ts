@@ -81,7 +81,7 @@ export class KernelMirror {
       netns: opts.netns,
       keyOf: flowKeyFromAttrs,
       ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}),
-      ...(opts.settleUs !== undefined ? { settleUs: opts.settleUs } : {}),
+      settleUs: opts.settleUs,
     });
     this.events.onQuiet = () => this.onQuiet();
     this.ct = new Conntrack({ netns: opts.netns });
