@@ -103,6 +103,8 @@ export class Daemon {
     }
     // the end of a burst of kernel events: its changes go out now rather than at the engine's next 1 ms check
     this.mirror.onQuiet = () => this.sync.flush();
+    // timeouts the kernel refreshed silently, found by any dump-and-diff
+    this.mirror.onDrift = (drift) => this.sync.sendRefreshes(drift);
     this.mirror.onChange = (key, change) => {
       if (change === 'added' || change === 'replaced') this.sync.changed(key, true);
       else if (change === 'changed' || change === 'removed') this.sync.changed(key);
@@ -226,9 +228,7 @@ export class Daemon {
   /** Re-read remaining timeouts and send the ones that drifted (the kernel never reports timeout refreshes). */
   async refresh(): Promise<number> {
     try {
-      const drift = await this.mirror.refresh();
-      this.sync.sendRefreshes(drift);
-      return drift.length;
+      return (await this.mirror.refresh()).length; // sent by onDrift
     } catch (err) {
       this.log.warn({ err }, 'timeout refresh failed');
       return 0;

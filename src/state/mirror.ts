@@ -61,6 +61,12 @@ export class KernelMirror {
   onForeignDestroy: (key: string) => void = () => {};
   /** Kernel events were lost (a socket overrun). */
   onEventsLost: () => void = () => {};
+  /**
+   * A dump-and-diff (any: refresh, overrun, after our own writes ...) found flows whose kernel timeout moved away from
+   * our copy's by more than a tenth (at least 5 s): the replicas need them as refreshes, since our copy now holds
+   * the kernel's value and the next refresh would see no drift.
+   */
+  onDrift: (drift: TimeoutDrift[]) => void = () => {};
   /** Kernel events came, then none for settleUs: whatever they changed can go out now. */
   onQuiet: () => void = () => {};
   private running?: Promise<void>;
@@ -160,7 +166,7 @@ export class KernelMirror {
 
   /**
    * Dump and diff; one at a time, and an overrun during one schedules one more after it (events lost while the
-   * dump ran may not be in it). With `drift`, collects flows whose kernel timeout moved away from our copy.
+   * dump ran may not be in it). Every one reports timeout drift through onDrift; `drift` also receives it.
    */
   resync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
     if (this.closed) return Promise.resolve();
@@ -205,7 +211,7 @@ export class KernelMirror {
     return drift;
   }
 
-  private async runResync(reason: string, drift?: TimeoutDrift[]): Promise<void> {
+  private async runResync(reason: string, drift: TimeoutDrift[] = []): Promise<void> {
     const local = this.local;
     const t0 = this.opts.clock.now();
     local.beginResync(); // before the dump: events during it are tracked and win over its lines
@@ -222,7 +228,7 @@ export class KernelMirror {
         return;
       }
       let slot: number | undefined;
-      if (drift && f.timeout !== undefined) {
+      if (f.timeout !== undefined) {
         slot = local.table.slotOf(key);
         const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
         // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
@@ -236,7 +242,7 @@ export class KernelMirror {
     try {
       await this.ct.dumpEach(onFlow, {}, () => {
         // an interrupted dump is repeated whole; lines already applied are simply applied again
-        if (drift) drift.length = 0;
+        drift.length = 0;
       });
     } catch (err) {
       local.abortResync();
@@ -257,6 +263,7 @@ export class KernelMirror {
     this.stats.lastResyncChanges = changes;
     if (reason !== 'refresh' || changes) this.opts.log.info({ reason, entries: local.size, added: diff.added.length, changed: diff.changed.length, removed: diff.removed.length }, `local table resynced (${reason})`);
     this.onResync(diff, reason);
+    if (drift.length) this.onDrift(drift);
   }
 
   /** Resolves once no resync is running or scheduled. */

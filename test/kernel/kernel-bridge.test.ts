@@ -250,6 +250,31 @@ describe.skipIf(reason !== undefined)('kernel bridge (real kernel)', () => {
       await ct.flush();
     });
 
+    test('a timeout changed while events were not heard is reported as drift by the resync that follows, not only by a refresh', async () => {
+      const mirror = new KernelMirror({ netns: ns, clock: systemClock, log: silentLogger });
+      const writer = new Conntrack({ netns: ns });
+      const drifts: { key: string; timeout: number }[][] = [];
+      mirror.onDrift = (d) => drifts.push([...d]);
+      try {
+        const flows = Array.from({ length: 5 }, (_, i) => udpFlow(i));
+        expect((await writer.write(flows.map((flow) => ({ op: 'create', flow })))).counts.created).toBe(5);
+        await mirror.start(); // our copy: 300 s
+        expect(drifts).toEqual([]);
+        // unheard, as during a commit (or lost in an overrun): the kernel's timeout moves to 3000 s
+        const release = mirror.pauseEvents();
+        expect((await writer.write([{ op: 'update', flow: udpFlow(2, { timeout: 3000 }) }])).counts.updated).toBe(1);
+        await release(); // its dump-and-diff takes the kernel's 3000 s into our copy
+        expect(drifts.length).toBe(1);
+        expect(drifts[0]!.map((d) => d.timeout > 2900 && d.timeout <= 3000)).toEqual([true]);
+        // so a refresh has nothing left to find: that resync was the only chance to tell the replicas
+        expect(await mirror.refresh()).toEqual([]);
+        expect(drifts.length).toBe(1);
+      } finally {
+        mirror.close();
+        writer.close();
+      }
+    });
+
     test('an event overrun under a flood is survived and the resynced view equals conntrack -L', async () => {
       const mirror = new KernelMirror({ netns: ns, rcvbuf: 4096, clock: systemClock, log: silentLogger });
       const writer = new Conntrack({ netns: ns });
