@@ -105,9 +105,9 @@ export class Daemon {
     this.mirror.onQuiet = () => this.sync.flush();
     // timeouts the kernel refreshed silently, found by any dump-and-diff
     this.mirror.onDrift = (drift) => this.sync.sendRefreshes(drift);
-    this.mirror.onChange = (key, change) => {
-      if (change === 'added' || change === 'replaced') this.sync.changed(key, true);
-      else if (change === 'changed' || change === 'removed') this.sync.changed(key);
+    this.mirror.onChange = (key, change, _ev, slot) => {
+      if (change === 'added' || change === 'replaced') this.sync.changed(key, true, slot);
+      else if (change === 'changed' || change === 'removed') this.sync.changed(key, false, slot);
     };
     this.ha = new HaMachine(
       {

@@ -23,6 +23,8 @@ export interface EventStreamOptions extends Omit<NetfilterSocketOptions, 'groups
    * them, and building the key from them skips a text round trip. The key is the state layer's: it passes this in.
    */
   keyOf?: (buf: Buffer, off: number, end: number, family: number) => string | undefined;
+  /** keyOf for a message scanPlainFlow accepted, from what the scan found (needed for the onPlainNew path). */
+  keyOfPlain?: (buf: Buffer, flow: PlainFlow) => string;
 }
 
 export interface EventStats {
@@ -59,11 +61,13 @@ export class EventStream {
   private readonly plain = newPlainFlow();
 
   private readonly keyOf?: EventStreamOptions['keyOf'];
+  private readonly keyOfPlain?: EventStreamOptions['keyOfPlain'];
 
   constructor(opts: EventStreamOptions = {}) {
     this.keyOf = opts.keyOf;
+    this.keyOfPlain = opts.keyOfPlain;
     this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
-    const { keyOf: _keyOf, ...sockOpts } = opts;
+    const { keyOf: _keyOf, keyOfPlain: _keyOfPlain, ...sockOpts } = opts;
     this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...sockOpts, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
     this.sock.onQuiet = () => this.onQuiet();
@@ -115,8 +119,10 @@ export class EventStream {
         return;
       }
       if (subsys === NfnlSubsys.Ctnetlink) {
-        const key = this.keyOf?.(buf, m.payloadOff, m.end, m.family);
-        if (kind === 'new' && key !== undefined && this.onPlainNew !== undefined && scanPlainFlow(buf, m.payloadOff, m.end, m.family, this.plain) && this.onPlainNew(key, this.plain, buf)) {
+        // the plain form's key comes from its scan; anything else walks the attributes for it
+        const plain = kind === 'new' && this.onPlainNew !== undefined && this.keyOfPlain !== undefined && scanPlainFlow(buf, m.payloadOff, m.end, m.family, this.plain);
+        const key = plain ? this.keyOfPlain!(buf, this.plain) : this.keyOf?.(buf, m.payloadOff, m.end, m.family);
+        if (plain && this.onPlainNew!(key!, this.plain, buf)) {
           this.stats.new++;
           return;
         }

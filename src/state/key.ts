@@ -9,6 +9,7 @@
 // (which hashes the per-direction zone). The conntrack id is never part of it: ids differ between nodes.
 
 import type { Flow, Tuple } from '../kernel/types.js';
+import type { PlainFlow } from '../kernel/flow-codec.js';
 import { ipToText, parseIpInto } from '../kernel/addr.js';
 import { Cta, CtaIp, CtaProto, CtaTuple } from '../kernel/ctnetlink-const.js';
 
@@ -229,6 +230,25 @@ export function flowKeyFromAttrs(buf: Buffer, off: number, end: number, family: 
   scratch[1] = proto;
   scratch[2] = zf;
   scratch[3] = lf;
+  return scratch.toString('latin1', 0, at);
+}
+
+/**
+ * flowKeyFromAttrs for a message scanPlainFlow accepted, from what the scan found: no second walk over the
+ * attributes. The plain form has no tuple zones and always both ports (see scanPlainTuple).
+ */
+export function keyFromPlain(buf: Buffer, f: PlainFlow): string {
+  const alen = f.addrLen;
+  let at = 4;
+  if (f.zone >= 0) at = putU16(f.zone, at);
+  for (let i = 0; i < alen; i++) scratch[at++] = buf[f.srcAt + i]!;
+  for (let i = 0; i < alen; i++) scratch[at++] = buf[f.dstAt + i]!;
+  at = putU16(f.sport, at);
+  at = putU16(f.dport, at);
+  scratch[0] = f.family;
+  scratch[1] = f.proto;
+  scratch[2] = f.zone >= 0 ? Z_CT : 0;
+  scratch[3] = L_SPORT | L_DPORT;
   return scratch.toString('latin1', 0, at);
 }
 

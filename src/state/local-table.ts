@@ -32,6 +32,8 @@ export interface Applied {
   key: string;
   /** The entry's version after the change (for removed: the version the delete is sent with); 0 if none. */
   version: number;
+  /** The entry's slot in the table after the change; -1 if it holds none. */
+  slot: number;
 }
 
 /** The outcome of a dump-and-diff resync: exactly what the dump showed differently from what we held. */
@@ -98,13 +100,14 @@ export class LocalTable {
     const key = ev.key ?? flowKey(ev.flow);
     if (ev.origin === 'ours') {
       this.counters.ignoredOurs++;
-      return { change: 'ignored', key, version: 0 };
+      return { change: 'ignored', key, version: 0, slot: -1 };
     }
     this.touchedInResync?.add(key);
     if (ev.kind === 'destroy') return this.remove(key);
     const change = this.upsert(key, ev.flow, ev.kind === 'update' ? 'partial' : 'new');
     // upsert() always set()s the key, so the slot it wrote is the entry's
-    return { change, key, version: this.table.versionAt(this.table.lastSetSlot) };
+    const slot = this.table.lastSetSlot;
+    return { change, key, version: this.table.versionAt(slot), slot };
   }
 
   /**
@@ -119,22 +122,23 @@ export class LocalTable {
     const v = ++this.seq;
     t.setPlain(key, flow, v, v, this.clock.now(), slot);
     if (slot < 0) {
-      t.setDirty(t.lastSetSlot, DIRTY_STATE);
+      const added = t.lastSetSlot;
+      t.setDirty(added, DIRTY_STATE);
       this.counters.added++;
-      return { change: 'added', key, version: v };
+      return { change: 'added', key, version: v, slot: added };
     }
     t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
     this.counters.replaced++;
-    return { change: 'replaced', key, version: v };
+    return { change: 'replaced', key, version: v, slot };
   }
 
   private remove(key: string): Applied {
     if (!this.table.delete(key)) {
       this.counters.destroyUnknown++;
-      return { change: 'unknown', key, version: 0 };
+      return { change: 'unknown', key, version: 0, slot: -1 };
     }
     this.counters.removed++;
-    return { change: 'removed', key, version: ++this.seq };
+    return { change: 'removed', key, version: ++this.seq, slot: -1 };
   }
 
   /**

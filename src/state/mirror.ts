@@ -6,7 +6,7 @@ import { EventStream } from '../kernel/events.js';
 import type { PlainFlow } from '../kernel/flow-codec.js';
 import type { Flow, FlowEvent } from '../kernel/types.js';
 import type { Clock } from './clock.js';
-import { flowKey, flowKeyFromAttrs } from './key.js';
+import { flowKey, flowKeyFromAttrs, keyFromPlain } from './key.js';
 import { LocalTable, type DiffResult, type LocalChange } from './local-table.js';
 
 export interface MirrorOptions {
@@ -53,8 +53,11 @@ export class KernelMirror {
   readonly ct: Conntrack;
   readonly local: LocalTable;
   readonly stats: MirrorStats = { resyncs: 0, resyncFailures: 0, lastResyncAt: 0, lastResyncChanges: 0, filtered: 0 };
-  /** A key changed in a way its replicas need (or went away); reborn = a new connection on that tuple. */
-  onChange: (key: string, change: LocalChange, ev?: FlowEvent) => void = () => {};
+  /**
+   * A key changed in a way its replicas need (or went away); reborn = a new connection on that tuple. `slot` is
+   * the key's slot in the local table when the change was an event's (-1 or absent otherwise).
+   */
+  onChange: (key: string, change: LocalChange, ev?: FlowEvent, slot?: number) => void = () => {};
   /** A dump-and-diff finished (after an overrun, at start, or on a refresh). */
   onResync: (diff: DiffResult, reason: string) => void = () => {};
   /** The kernel destroyed an entry the table does not hold (one the filter keeps out, such as a warm standby's). */
@@ -86,6 +89,7 @@ export class KernelMirror {
     this.events = new EventStream({
       netns: opts.netns,
       keyOf: flowKeyFromAttrs,
+      keyOfPlain: keyFromPlain,
       ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}),
       settleUs: opts.settleUs,
     });
@@ -132,14 +136,14 @@ export class KernelMirror {
     const r = this.local.applyEvent(ev);
     if (r.change === 'unknown') {
       if (ev.kind === 'destroy') this.onForeignDestroy(r.key);
-    } else if (r.change !== 'unchanged' && r.change !== 'ignored') this.onChange(r.key, r.change, ev);
+    } else if (r.change !== 'unchanged' && r.change !== 'ignored') this.onChange(r.key, r.change, ev, r.slot);
   }
 
   /** A plain NEW event read in place; false (not taken) when the filter refuses it: onEvent handles that case. */
   private onPlainNew(key: string, f: PlainFlow, buf: Buffer, plain: (f: PlainFlow, buf: Buffer) => boolean): boolean {
     if (!plain(f, buf) || this.exclude(key)) return false;
     const r = this.local.applyPlainNew(key, f);
-    this.onChange(r.key, r.change);
+    this.onChange(r.key, r.change, undefined, r.slot);
     return true;
   }
 

@@ -50,6 +50,10 @@ export interface DurableReplay {
   writeBlocked?(): boolean;
 }
 
+/** Marks of a queued slot (SyncEngine.changed). */
+const QUEUED = 1;
+const QUEUED_REBORN = 2;
+
 function durableOf(t: Transport): (Transport & DurableReplay) | undefined {
   return (t as Partial<DurableReplay>).durable === true ? (t as Transport & DurableReplay) : undefined;
 }
@@ -133,8 +137,13 @@ export class SyncEngine {
   /** A peer's table was created (on its first frame or link event): a warm standby hooks its changes here. */
   onPeerTable: (nodeId: string, table: PeerTable) => void = () => {};
   private seq = 0;
-  /** Keys changed since the last flush → true when one of the changes was a new connection on the tuple (reborn). */
+  // Changes waiting for the next send. A change the caller made in a known table slot is queued by slot: a mark per
+  // slot (QUEUED, or QUEUED_REBORN when one of the changes was a new connection on the tuple) and the slot in
+  // `queued`, no hashing; the send takes whatever key the slot holds then. Any other change (a removal, a dump's) is
+  // queued by key in `dirty` (→ reborn). A key deleted and re-added meanwhile may be in both; it is sent once.
   private dirty = new Map<string, boolean>();
+  private queued: number[] = [];
+  private marks = new Uint8Array(1024);
   private log: LogFrame[] = [];
   private flushTimer?: NodeJS.Timeout;
   /** Clock time the pending batch was opened, and the change counts the quiet check compares. */
@@ -208,10 +217,13 @@ export class SyncEngine {
 
   // ---- sender: local changes out -------------------------------------------------------------------------
 
-  /** A key of the local table changed (or went away); `reborn` = a new connection on that tuple. */
-  changed(key: string, reborn = false): void {
-    // one hash operation per change in a burst of new flows (every change is reborn there)
-    if (reborn) this.dirty.set(key, true);
+  /**
+   * A key of the local table changed (or went away); `reborn` = a new connection on that tuple; `slot` = the key's
+   * slot in the local table, when the caller knows it.
+   */
+  changed(key: string, reborn = false, slot = -1): void {
+    if (slot >= 0) this.queue(slot, reborn);
+    else if (reborn) this.dirty.set(key, true);
     else if (!this.dirty.has(key)) this.dirty.set(key, false);
     this.changes++;
     if (!this.flushTimer && !this.stopped) {
@@ -228,7 +240,7 @@ export class SyncEngine {
    */
   private readonly flushCheck = (): void => {
     this.flushTimer = undefined;
-    if (this.changes === this.changesAtCheck || this.dirty.size >= this.perFrame || this.clock.now() - this.batchOpenedAt >= this.opts.coalesceMs) {
+    if (this.changes === this.changesAtCheck || this.dirty.size + this.queued.length >= this.perFrame || this.clock.now() - this.batchOpenedAt >= this.opts.coalesceMs) {
       this.flush();
       return;
     }
@@ -240,21 +252,53 @@ export class SyncEngine {
   flush(): void {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (!this.dirty.size) return;
+    if (!this.dirty.size && !this.queued.length) return;
     // hold changes while a peer's hello is pending: its resume point decides what it still needs
     if ([...this.tx.values()].some((t) => t.state === 'handshake')) {
       this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
       return;
     }
-    // taken whole: sendKeys consults it only for keys still in the table, so gone ones need no filtering
-    const reborn = this.dirty;
+    const t = this.local.table;
+    const dels: string[] = [];
+    // by key first: one that is back in the table joins the queued slots (once, if its slot is queued already)
+    for (const [k, reborn] of this.dirty) {
+      const slot = t.slotOf(k);
+      if (slot >= 0) this.queue(slot, reborn);
+      else dels.push(k);
+    }
     this.dirty = new Map();
-    this.sendKeys([...reborn.keys()], { reborn });
+    const upKeys: string[] = [];
+    const upSlots: number[] = [];
+    const reborn: boolean[] = [];
+    const marks = this.marks;
+    for (const slot of this.queued) {
+      const key = t.keyAt(slot);
+      // an empty slot's key was removed: its delete is in dels, from `dirty`
+      if (key !== undefined) {
+        upKeys.push(key);
+        upSlots.push(slot);
+        reborn.push(marks[slot] === QUEUED_REBORN);
+      }
+      marks[slot] = 0;
+    }
+    this.queued = [];
+    this.sendCurrent(upKeys, upSlots, dels, { reborn });
   }
 
-  /** Current state of each key: present → upsert, gone → delete. Used by flush, resume and repair alike. */
-  private sendKeys(keys: string[], how: { reborn?: ReadonlyMap<string, boolean>; authoritative?: boolean; bulkId?: number }): void {
-    const now = this.clock.now();
+  /** Queues the entry in `slot` for the next send (once, however often it changes). */
+  private queue(slot: number, reborn: boolean): void {
+    if (slot >= this.marks.length) {
+      const m = new Uint8Array(Math.max(2 * this.marks.length, slot + 1));
+      m.set(this.marks);
+      this.marks = m;
+    }
+    const m = this.marks[slot]!;
+    if (m === 0) this.queued.push(slot);
+    if (m !== QUEUED_REBORN) this.marks[slot] = reborn ? QUEUED_REBORN : QUEUED;
+  }
+
+  /** Current state of each key: present → upsert, gone → delete. Used by resume and repair (flush knows its slots). */
+  private sendKeys(keys: string[], how: { authoritative?: boolean; bulkId?: number }): void {
     const t = this.local.table;
     const upKeys: string[] = [];
     const upSlots: number[] = [];
@@ -264,9 +308,16 @@ export class SyncEngine {
       if (slot >= 0) {
         upKeys.push(k);
         upSlots.push(slot);
-        t.setDirty(slot, 0); // queued now: what local.takeDirty() does, without a second lookup
       } else dels.push(k);
     }
+    this.sendCurrent(upKeys, upSlots, dels, how);
+  }
+
+  /** Upserts of the entries in upSlots (keys upKeys; reborn[i]: a new incarnation), deletes of dels. */
+  private sendCurrent(upKeys: string[], upSlots: number[], dels: string[], how: { reborn?: boolean[]; authoritative?: boolean; bulkId?: number }): void {
+    const now = this.clock.now();
+    const t = this.local.table;
+    for (const slot of upSlots) t.setDirty(slot, 0); // queued now: what local.takeDirty() does, without a second lookup
     const batch = this.batch;
     for (let i = 0; i < upKeys.length; i += this.perFrame) {
       const end = Math.min(i + this.perFrame, upKeys.length);
@@ -276,7 +327,7 @@ export class SyncEngine {
       for (let j = i; j < end; j++) {
         const key = upKeys[j]!;
         if (!this.addEntry(batch, key, upSlots[j]!, now)) continue;
-        if (how.reborn?.get(key) === true) rebornIdx.push(batch.count - 1);
+        if (how.reborn?.[j] === true) rebornIdx.push(batch.count - 1);
         sent.push(key);
       }
       if (!batch.count) continue;

@@ -47,8 +47,8 @@ export class SyncPaths {
     }
   }
 
-  changed(key: string, reborn = false): void {
-    for (const p of this.paths) p.engine.changed(key, reborn);
+  changed(key: string, reborn = false, slot = -1): void {
+    for (const p of this.paths) p.engine.changed(key, reborn, slot);
   }
 
   flush(): void {

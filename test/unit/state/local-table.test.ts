@@ -21,11 +21,13 @@ describe('LocalTable events', () => {
   it('adds on NEW, removes on DESTROY, and hands out increasing versions', () => {
     const { t } = table();
     const a = t.applyEvent(ev('new', tcpFlow(1)));
-    expect(a).toEqual({ change: 'added', key: flowKey(tcpFlow(1)), version: 1 });
+    expect(a).toEqual({ change: 'added', key: flowKey(tcpFlow(1)), version: 1, slot: t.table.slotOf(flowKey(tcpFlow(1))) });
+    expect(a.slot).toBeGreaterThanOrEqual(0);
     expect(t.get(a.key)).toEqual(tcpFlow(1));
     const d = t.applyEvent(ev('destroy', tcpFlow(1)));
     expect(d.change).toBe('removed');
     expect(d.version).toBe(2);
+    expect(d.slot).toBe(-1);
     expect(t.size).toBe(0);
     expect(t.applyEvent(ev('destroy', tcpFlow(1))).change).toBe('unknown');
     expect(t.counters.destroyUnknown).toBe(1);

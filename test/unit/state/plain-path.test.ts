@@ -6,7 +6,7 @@ import { decodeFlow, DecodeError, encodeFlow, newPlainFlow, scanPlainFlow, type 
 import { AttrWriter } from '../../../src/kernel/nla.js';
 import { forEachMessage } from '../../../src/kernel/nfnetlink.js';
 import type { Flow } from '../../../src/kernel/types.js';
-import { flowKey, flowKeyFromAttrs } from '../../../src/state/key.js';
+import { flowKey, flowKeyFromAttrs, keyFromPlain } from '../../../src/state/key.js';
 import { FlowTable } from '../../../src/state/table.js';
 import { LocalTable } from '../../../src/state/local-table.js';
 import { FakeClock } from '../../../src/state/clock.js';
@@ -105,6 +105,8 @@ describe('scanPlainFlow', () => {
         expect([p.proto, p.sport, p.dport]).toEqual([d.orig.proto, d.orig.sport, d.orig.dport]);
         expect([d.reply.sport, d.reply.dport, d.orig.zone, d.reply.zone]).toEqual([d.orig.dport, d.orig.sport, undefined, undefined]);
         expect(p.zone).toBe(d.zone ?? -1);
+        expect(keyFromPlain(r.buf, p)).toBe(flowKey(d)); // the event stream's key for a scanned message
+        expect(keyFromPlain(r.buf, p)).toBe(r.key);
         expect(p.status).toBe(d.status ?? -1);
         expect(p.timeout).toBe(d.timeout ?? -1);
         expect(p.mark).toBe(d.mark ?? -1);

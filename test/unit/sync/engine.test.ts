@@ -34,7 +34,7 @@ function node(id: string, transport: MemoryTransport, local = new LocalTable({ c
     event(kind, flow) {
       const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
       if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') {
-        engine.changed(r.key, r.change === 'added' || r.change === 'replaced');
+        engine.changed(r.key, r.change === 'added' || r.change === 'replaced', r.slot); // as the daemon does
       }
     },
   };
@@ -97,6 +97,39 @@ describe('sync engine', () => {
     expect(B.engine.peerTables().get('fw1')!.size).toBe(3000 - 600);
     await until(() => A.engine.status()[0].state === 'in_sync', 'in_sync');
     await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+  });
+
+  test('changes between two sends go out once per key, whatever happened to their table slots meanwhile', async () => {
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 10; i++) A.event('new', tcp(i, TcpState.SynSent));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    const before = { ...A.engine.counters };
+    const slot = (i: number): number => {
+      let at = -1;
+      A.local.forEach((k, s) => A.local.get(k)!.orig.sport === 10000 + i && (at = s));
+      return at;
+    };
+    const slot0 = slot(0);
+    // all before the next send: slots are freed and taken again by the same or other keys
+    A.event('destroy', tcp(0));
+    A.event('new', tcp(100)); // takes flow 0's slot
+    expect(slot(100)).toBe(slot0);
+    A.event('destroy', tcp(1));
+    A.event('new', tcp(1)); // back in its own slot: a new incarnation
+    A.event('update', tcp(2, TcpState.Established));
+    A.event('update', tcp(2, TcpState.FinWait));
+    A.event('destroy', tcp(3));
+    A.event('new', tcp(101)); // takes flow 3's slot, and is gone again before the send
+    A.event('destroy', tcp(101));
+    A.event('new', tcp(4, TcpState.Established)); // a NEW on a held key: a new incarnation in place
+    await until(converged(A, B, 'fw1'), 'convergence');
+    expectConverged(A, B, 'fw1');
+    expect(A.engine.counters.entriesOut - before.entriesOut).toBe(4); // 100, 1, 2, 4
+    expect(A.engine.counters.deletesOut - before.deletesOut).toBe(3); // 0, 3, 101
   });
 
   test('a link cut during churn resumes without a full bulk and converges', async () => {
