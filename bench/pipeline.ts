@@ -26,6 +26,7 @@ import { EventStream } from '../src/kernel/events.js';
 import { forEachMessage } from '../src/kernel/nfnetlink.js';
 import { Lab } from '../src/lab/netns.js';
 import { systemClock } from '../src/state/clock.js';
+import { rebornOf } from '../src/state/local-table.js';
 import { KernelMirror } from '../src/state/mirror.js';
 import { SyncEngine } from '../src/sync/engine.js';
 import { compileFilter } from '../src/sync/filter.js';
@@ -117,8 +118,8 @@ async function child(file: string, ns: string, iters: number): Promise<void> {
       log,
     );
     mirror.onChange = (key, change, _ev, slot) => {
-      if (change === 'added' || change === 'replaced') engine.changed(key, true, slot);
-      else if (change === 'changed' || change === 'removed') engine.changed(key, false, slot);
+      const reborn = rebornOf(change);
+      if (reborn !== undefined) engine.changed(key, reborn, slot);
     };
     const feed = mirror.events.sock.onData;
     await sleep(50); // let the previous replay's compiler and GC work drain

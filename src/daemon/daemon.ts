@@ -2,6 +2,7 @@
 import type { Server } from 'node:http';
 import type { Config } from '../config/load.js';
 import { KernelMirror } from '../state/mirror.js';
+import { rebornOf } from '../state/local-table.js';
 import { systemClock } from '../state/clock.js';
 import { SyncEngine } from '../sync/engine.js';
 import { SyncPaths } from '../sync/paths.js';
@@ -106,8 +107,8 @@ export class Daemon {
     // timeouts the kernel refreshed silently, found by any dump-and-diff
     this.mirror.onDrift = (drift) => this.sync.sendRefreshes(drift);
     this.mirror.onChange = (key, change, _ev, slot) => {
-      if (change === 'added' || change === 'replaced') this.sync.changed(key, true, slot);
-      else if (change === 'changed' || change === 'removed') this.sync.changed(key, false, slot);
+      const reborn = rebornOf(change);
+      if (reborn !== undefined) this.sync.changed(key, reborn, slot);
     };
     this.ha = new HaMachine(
       {

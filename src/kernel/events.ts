@@ -53,8 +53,9 @@ export class EventStream {
   onQuiet: () => void = () => {};
   /**
    * Optional fast path for NEW events of the plain form (scanPlainFlow: no NAT, no helper, labels or unknown
-   * attributes) that have a key: offered the fields read in place before any Flow is built. Returning true takes
-   * the event (it is counted, and onEvent is not called); false hands it to the ordinary decode and onEvent.
+   * attributes), used only with the keyOfPlain option: offered the fields read in place before any Flow is built.
+   * Returning true takes the event (it is counted, and onEvent is not called); false hands it to the ordinary decode
+   * and onEvent.
    * `buf` and the offsets in `flow` are valid only during the call.
    */
   onPlainNew?: (key: string, flow: PlainFlow, buf: Buffer) => boolean;

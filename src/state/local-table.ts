@@ -27,6 +27,15 @@ export const DIRTY_TIMEOUT = 2; // only the timeout (or window flags) changed: a
  */
 export type LocalChange = 'added' | 'replaced' | 'changed' | 'refreshed' | 'unchanged' | 'removed' | 'unknown' | 'ignored';
 
+/**
+ * What a change means to the replicas: true = send, a new connection on the tuple (added, replaced); false = send
+ * (changed, removed); undefined = nothing to send (unchanged; refreshed, which refreshes carry; ignored; unknown).
+ */
+export function rebornOf(change: LocalChange): boolean | undefined {
+  if (change === 'added' || change === 'replaced') return true;
+  return change === 'changed' || change === 'removed' ? false : undefined;
+}
+
 export interface Applied {
   change: LocalChange;
   key: string;

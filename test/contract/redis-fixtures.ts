@@ -3,7 +3,7 @@
 import pino from 'pino';
 import { RedisTransport, type RedisConnectOptions, type RedisTransportOptions, type RedisTransportStats } from '../../src/transport/redis/index.js';
 import { SyncEngine } from '../../src/sync/engine.js';
-import { LocalTable } from '../../src/state/local-table.js';
+import { LocalTable, rebornOf } from '../../src/state/local-table.js';
 import { systemClock } from '../../src/state/clock.js';
 import { toSyncedFlow } from '../../src/wire/entry.js';
 import { createMacKey } from '../../src/wire/envelope.js';
@@ -95,7 +95,8 @@ export function syncNodes(redis: () => RedisConnectOptions) {
         id, local, engine, transport,
         event(kind, flow) {
           const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
-          if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') engine.changed(r.key, r.change === 'added' || r.change === 'replaced');
+          const reborn = rebornOf(r.change);
+          if (reborn !== undefined) engine.changed(r.key, reborn, r.slot);
         },
         async stop() {
           engine.flush();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Flow, FlowEvent } from '../../../src/kernel/types.js';
 import { FakeClock } from '../../../src/state/clock.js';
 import { flowKey } from '../../../src/state/key.js';
-import { DIRTY_STATE, DIRTY_TIMEOUT, LocalTable } from '../../../src/state/local-table.js';
+import { DIRTY_STATE, DIRTY_TIMEOUT, LocalTable, rebornOf, type LocalChange } from '../../../src/state/local-table.js';
 import { natUdpFlow, tcpFlow, withTcp } from './flows.js';
 
 const ev = (kind: FlowEvent['kind'], flow: Flow, origin: FlowEvent['origin'] = 'kernel'): FlowEvent => ({
@@ -16,6 +16,13 @@ function table(): { t: LocalTable; clock: FakeClock } {
   const clock = new FakeClock(1000);
   return { t: new LocalTable({ clock }), clock };
 }
+
+describe('rebornOf', () => {
+  it('sends new incarnations as reborn, other changes plainly, and nothing for what the replicas do not need', () => {
+    const all: LocalChange[] = ['added', 'replaced', 'changed', 'refreshed', 'unchanged', 'removed', 'unknown', 'ignored'];
+    expect(all.map(rebornOf)).toEqual([true, true, false, undefined, undefined, false, undefined, undefined]);
+  });
+});
 
 describe('LocalTable events', () => {
   it('adds on NEW, removes on DESTROY, and hands out increasing versions', () => {

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import pino from 'pino';
 import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
-import { LocalTable } from '../../../src/state/local-table.js';
+import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
 import { systemClock } from '../../../src/state/clock.js';
 import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
@@ -33,9 +33,8 @@ function node(id: string, transport: MemoryTransport, local = new LocalTable({ c
     engine,
     event(kind, flow) {
       const r = local.applyEvent({ kind, flow, origin: 'kernel', portId: 0 });
-      if (r.change !== 'unchanged' && r.change !== 'refreshed' && r.change !== 'ignored' && r.change !== 'unknown') {
-        engine.changed(r.key, r.change === 'added' || r.change === 'replaced', r.slot); // as the daemon does
-      }
+      const reborn = rebornOf(r.change);
+      if (reborn !== undefined) engine.changed(r.key, reborn, r.slot); // as the daemon does
     },
   };
 }
