@@ -12,10 +12,12 @@ export interface DaemonStats {
   /** Every configured peer's link is up and both directions are in sync. */
   inSync: boolean;
   /**
-   * reads: the event socket's wake-ups and the event datagrams they delivered (datagrams / wakeups = events per read),
-   * and quiets: the times events stopped for sync.quiet, each of which sent the pending batch at once.
+   * reads: how the event socket's datagrams reached the JS thread: wakeups are the bursts the reader thread found
+   * (reads of an empty socket that found data), handoffs the pieces it handed over (datagrams / handoffs = events
+   * per handoff, large while JS is behind), and quiets the times events stopped for sync.quiet, each of which sent the
+   * pending batch at once.
    */
-  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; datagrams: number; quiets: number } };
+  kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; handoffs: number; datagrams: number; quiets: number } };
   /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
   peers: (MergedPeerStatus & { configured: boolean })[];
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
@@ -61,7 +63,7 @@ export function buildStats(d: Daemon): DaemonStats {
       resyncs: ms.resyncs,
       lastResyncAgoS: ms.lastResyncAt ? Math.round((systemClock.now() - ms.lastResyncAt) / 1000) : null,
       malformed: ev.malformed,
-      reads: { wakeups: rs.wakeups, datagrams: rs.datagrams, quiets: rs.quiets },
+      reads: { wakeups: rs.wakeups, handoffs: rs.batches, datagrams: rs.datagrams, quiets: rs.quiets },
     },
     peers,
     // summed over the paths (with transport both, every change is counted once per path)

@@ -69,7 +69,10 @@ export class EventStream {
     this.keyOfPlain = opts.keyOfPlain;
     this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
     const { keyOf: _keyOf, keyOfPlain: _keyOfPlain, ...sockOpts } = opts;
-    this.sock = new NetfilterSocket({ rcvbuf: DEFAULT_EVENT_RCVBUF, ...sockOpts, groups: this.groups });
+    // the binding's reader thread takes the kernel's copy-out off the JS thread; it may read ahead as many bytes of
+    // events as the kernel buffer holds (which, counted by skb truesize, is several times fewer events)
+    const rcvbuf = sockOpts.rcvbuf ?? DEFAULT_EVENT_RCVBUF;
+    this.sock = new NetfilterSocket({ readerThread: true, readAhead: Math.max(rcvbuf, 4096), ...sockOpts, rcvbuf, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
     this.sock.onQuiet = () => this.onQuiet();
     this.sock.onOverrun = () => {

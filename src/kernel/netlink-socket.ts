@@ -35,7 +35,7 @@ export interface NetfilterSocketOptions {
   rcvbuf?: number;
   /** Send buffer in bytes, same rules with SO_SNDBUFFORCE. Default: kernel's. */
   sndbuf?: number;
-  /** Datagrams per recvmmsg() call, i.e. at most this many datagrams per onData call. 1..1024, default 64. */
+  /** Datagrams per recvmmsg() call, i.e. at most this many per onData call (readerThread: per read). 1..1024, default 64. */
   batch?: number;
   /** Datagrams read per readable event before yielding to the event loop. Default 1024. */
   maxPerWakeup?: number;
@@ -51,12 +51,28 @@ export interface NetfilterSocketOptions {
    * 0..100000.
    */
   settleUs?: number;
+  /**
+   * Read on a thread of the binding's own: it drains the socket while JS handles what it read before, so the
+   * kernel's copy-out leaves the JS thread and events that arrive while JS is busy are read ahead, up to readAhead
+   * bytes (past that the kernel buffer fills and overruns as without the thread). Data, overruns and quiets still
+   * reach JS in the socket's order; consecutive reads are joined into one onData of at most maxPerWakeup datagrams.
+   * For a socket that only receives (sends work, but their replies arrive on that thread too).
+   */
+  readerThread?: boolean;
+  /** Bytes the reader thread may hold that JS has not taken yet. 4 KiB..1 GiB, default 32 MiB. */
+  readAhead?: number;
+  /**
+   * After a read that did not fill its batch, the reader thread waits this many microseconds before the next one, so
+   * that a burst's events, which come microseconds apart, are read many at a time rather than a few per wake-up.
+   * 0..10000, default 100.
+   */
+  gatherUs?: number;
 }
 
 export interface SocketStats {
   datagrams: number; // delivered to onData
   bytes: number; // delivered to onData (datagrams padded to 4 bytes)
-  wakeups: number; // readable events
+  wakeups: number; // readable events; with readerThread, bursts: reads of an empty socket that found data
   batches: number; // onData calls
   overruns: number; // ENOBUFS: the kernel dropped messages for us
   truncated: number; // datagrams larger than slotSize, dropped
@@ -75,6 +91,9 @@ interface NativeOptions {
   overrunCallback?: () => void;
   settleUs?: number;
   quietCallback?: () => void;
+  readerThread?: boolean;
+  readAhead?: number;
+  gatherUs?: number;
 }
 
 /** The patched binding's NativeNetlink (see patches/netlink+0.3.0.patch). */
@@ -161,9 +180,9 @@ const noop = (): void => {};
 
 /**
  * A NETLINK_NETFILTER socket, bound with a kernel-assigned port id. Reads are batched: onData gets one Buffer per
- * recvmmsg() call holding whole datagrams back to back (each padded to 4 bytes), so it parses as one nlmsghdr
- * stream. Nothing on the receive path throws: an overrun calls onOverrun, a socket error or an exception thrown by
- * onData/onOverrun calls onError.
+ * recvmmsg() call (readerThread: per run of reads, up to maxPerWakeup datagrams) holding whole datagrams back to back
+ * (each padded to 4 bytes), so it parses as one nlmsghdr stream. Nothing on the receive path throws: an overrun calls
+ * onOverrun, a socket error or an exception thrown by onData/onOverrun calls onError.
  */
 export class NetfilterSocket {
   readonly portId: number;
@@ -184,6 +203,8 @@ export class NetfilterSocket {
     checkInt('rcvbuf', opts.rcvbuf, 1, 0x7fffffff);
     checkInt('sndbuf', opts.sndbuf, 1, 0x7fffffff);
     checkInt('settleUs', opts.settleUs, 0, 100_000);
+    checkInt('readAhead', opts.readAhead, 4096, 1 << 30);
+    checkInt('gatherUs', opts.gatherUs, 0, 10_000);
     for (const g of opts.groups ?? []) checkInt('groups[]', g, 1, 0xffffffff);
     const Native = loadNative();
 
@@ -195,6 +216,9 @@ export class NetfilterSocket {
       overrunCallback: () => this.deliverOverrun(),
     };
     if (opts.netns !== undefined) nativeOpts.netns = netnsPath(opts.netns);
+    if (opts.readerThread === true) nativeOpts.readerThread = true;
+    if (opts.readAhead !== undefined) nativeOpts.readAhead = opts.readAhead;
+    if (opts.gatherUs !== undefined) nativeOpts.gatherUs = opts.gatherUs;
     if (opts.settleUs !== undefined) {
       nativeOpts.settleUs = opts.settleUs;
       nativeOpts.quietCallback = () => this.deliverQuiet();

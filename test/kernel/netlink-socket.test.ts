@@ -350,6 +350,130 @@ describe.runIf(isRoot)('NetfilterSocket in a throwaway netns (root)', () => {
   });
 });
 
+// The reader thread (readerThread): a thread of the binding drains the socket while JS is busy. The events come from
+// conntrack(8) run synchronously, so this JS thread is blocked for the whole burst and only the reader thread can read.
+describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway netns (root)', () => {
+  const ns = `ctsn-${randomBytes(4).toString('hex')}`;
+  const open: NetfilterSocket[] = [];
+  const track = (s: NetfilterSocket): NetfilterSocket => (open.push(s), s);
+  let net = 0; // each burst its own 10.8.<net>.x addresses, so no insert collides with an earlier one
+
+  /** Creates n UDP entries with conntrack(8), blocking this thread until all exist. */
+  function blockingBurst(n: number): void {
+    const b = net++;
+    const script = `for i in $(seq 1 ${n}); do conntrack -I -p udp -s 10.8.${b}.$i -d 10.9.${b}.1 --sport 1000 --dport 53 -t 60 2>/dev/null || exit 1; done`;
+    execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script]);
+  }
+
+  beforeAll(() => {
+    execFileSync('ip', ['netns', 'add', ns]);
+  });
+
+  afterAll(() => {
+    for (const s of open) s.close();
+    spawnSync('ip', ['netns', 'del', ns]);
+  });
+
+  it('reads ahead while JS is blocked: a kernel buffer of a few events does not overrun, and the reads are joined', async () => {
+    const opts = { netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], batch: 16, maxPerWakeup: 64 };
+    const threaded = track(new NetfilterSocket({ ...opts, readerThread: true }));
+    const plain = track(new NetfilterSocket(opts)); // the control: the same buffer without the thread
+    for (const s of [threaded, plain]) s.setSockOpt(SOL_SOCKET, SO_RCVBUF, 4096); // the kernel's minimum: ~3 events
+    const sizes: number[] = [];
+    const seen = newWalk();
+    threaded.onData = (b) => {
+      const before = seen.messages;
+      walk(b, seen);
+      sizes.push(seen.messages - before);
+    };
+    blockingBurst(120);
+    await until(() => seen.messages >= 120, '120 events through the reader thread');
+    expect(seen.messages).toBe(120);
+    expect(threaded.stats.overruns).toBe(0);
+    expect(threaded.stats.datagrams).toBe(120);
+    expect(plain.stats.overruns).toBeGreaterThan(0); // what the thread saved us from
+    // read ahead while blocked, handed over in joined pieces of at most maxPerWakeup
+    expect(sizes.length).toBeLessThanOrEqual(8);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(64);
+    expect(Math.max(...sizes)).toBeGreaterThan(16);
+    expect(threaded.stats.batches).toBe(sizes.length);
+    threaded.close();
+    plain.close();
+  });
+
+  it('past readAhead the kernel buffer overruns as without the thread: onOverrun, in order, and reading goes on', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, readAhead: 4096 }));
+    s.setSockOpt(SOL_SOCKET, SO_RCVBUF, 4096);
+    const order: string[] = [];
+    const errors: Error[] = [];
+    const seen = newWalk();
+    s.onData = (b) => {
+      walk(b, seen);
+      order.push('data');
+    };
+    s.onOverrun = () => order.push('overrun');
+    s.onError = (e) => errors.push(e);
+    blockingBurst(150); // 4 KiB read ahead holds ~17 events, the kernel buffer ~3: the rest are lost
+    await until(() => order.includes('overrun'), 'onOverrun');
+    expect(order[0]).toBe('data'); // what was read ahead before the loss comes first
+    expect(s.stats.overruns).toBe(order.filter((o) => o === 'overrun').length);
+    expect(seen.messages).toBeLessThan(150);
+    expect(errors).toEqual([]);
+    // the socket keeps receiving, and nothing more is lost
+    s.setSockOpt(SOL_SOCKET, SO_RCVBUFFORCE, 8 << 20);
+    await new Promise((r) => setTimeout(r, 50));
+    const before = seen.messages;
+    const overruns = s.stats.overruns;
+    blockingBurst(10);
+    await until(() => seen.messages >= before + 10, '10 events after the overrun');
+    expect(s.stats.overruns).toBe(overruns);
+    s.close();
+  });
+
+  it('settleUs: onQuiet after each delivered burst, after its data, and never more often than bursts', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, settleUs: 200 }));
+    const seen = newWalk();
+    const atQuiet: number[] = [];
+    s.onData = (b) => walk(b, seen);
+    s.onQuiet = () => atQuiet.push(seen.messages);
+    blockingBurst(50);
+    await until(() => atQuiet.at(-1) === 50, 'onQuiet after the 50th event');
+    blockingBurst(50);
+    await until(() => atQuiet.at(-1) === 100, 'onQuiet after the 100th event');
+    expect(atQuiet[0]).toBeGreaterThan(0);
+    for (let i = 1; i < atQuiet.length; i++) expect(atQuiet[i]).toBeGreaterThan(atQuiet[i - 1]!);
+    expect(s.stats.quiets).toBe(atQuiet.length);
+    expect(s.stats.quiets).toBeLessThanOrEqual(s.stats.wakeups);
+    s.close();
+  });
+
+  it('close() from inside onData stops the thread; nothing is delivered after it', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, batch: 4, maxPerWakeup: 8 }));
+    let calls = 0;
+    s.onData = () => {
+      calls++;
+      s.close();
+    };
+    blockingBurst(40); // read ahead in pieces of 4: more than one onData would follow without the close
+    await until(() => calls > 0, 'the first onData');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls).toBe(1);
+  });
+
+  it('a process that exits with a reader thread running exits cleanly, by process.exit() and by an empty loop', () => {
+    const mod = new URL('../../dist/src/kernel/netlink-socket.js', import.meta.url).href;
+    const results = ['process.exit(0);', 's.unref();'].map((end) => {
+      const code = `const { NetfilterSocket } = await import(${JSON.stringify(mod)}); const s = new NetfilterSocket({ netns: ${JSON.stringify(ns)}, groups: [1], readerThread: true, settleUs: 100 }); ${end}`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 20_000 });
+      return { end, status: r.status, signal: r.signal, stderr: r.stderr };
+    });
+    expect(results).toEqual([
+      { end: 'process.exit(0);', status: 0, signal: null, stderr: '' },
+      { end: 's.unref();', status: 0, signal: null, stderr: '' },
+    ]);
+  });
+});
+
 describe.runIf(isRoot)('socket options (root)', () => {
   it('SO_RCVBUFFORCE gives more than net.core.rmem_max; plain SO_RCVBUF is capped', () => {
     const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));

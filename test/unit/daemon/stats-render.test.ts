@@ -15,7 +15,7 @@ function doc(): DaemonStats {
   const redis = path({});
   return {
     node: 'fw2', cluster: 'c', uptimeS: 60, inSync: true,
-    kernel: { entries: 0, events: { new: 0, update: 0, destroy: 0, ours: 0 }, overruns: 0, resyncs: 1, lastResyncAgoS: 50, malformed: 0, reads: { wakeups: 0, datagrams: 0, quiets: 0 } },
+    kernel: { entries: 0, events: { new: 0, update: 0, destroy: 0, ours: 0 }, overruns: 0, resyncs: 1, lastResyncAgoS: 50, malformed: 0, reads: { wakeups: 0, handoffs: 0, datagrams: 0, quiets: 0 } },
     peers: [{ ...redis, via: 'redis', paths: { tcp, redis }, configured: true }],
     sync: { framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, digests: 0, divergentBuckets: 0, lastSeq: 0 },
     drops: {}, control: { requests: 1, bad: 0 },
