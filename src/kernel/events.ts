@@ -1,5 +1,5 @@
 // The conntrack event stream: NEW/UPDATE/DESTROY (and expectation) events classified from the header, tagged by origin.
-import { NetfilterSocket, type NetfilterSocketOptions } from './netlink-socket.js';
+import { NetfilterSocket, READ_AHEAD_MAX, READ_AHEAD_MIN, type NetfilterSocketOptions } from './netlink-socket.js';
 import { forEachMessage, NLM_F_CREATE, NLM_F_EXCL, NfnlSubsys, CtMsg, ExpMsg } from './nfnetlink.js';
 import { decodeFlow, DecodeError, newPlainFlow, scanPlainFlow, type PlainFlow } from './flow-codec.js';
 import { decodeExpectation } from './expect-codec.js';
@@ -70,9 +70,11 @@ export class EventStream {
     this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
     const { keyOf: _keyOf, keyOfPlain: _keyOfPlain, ...sockOpts } = opts;
     // the binding's reader thread takes the kernel's copy-out off the JS thread; it may read ahead as many bytes of
-    // events as the kernel buffer holds (which, counted by skb truesize, is several times fewer events)
+    // events as the kernel buffer holds (which, counted by skb truesize, is several times fewer events), within the
+    // binding's bounds: any kernel.eventBuffer must start
     const rcvbuf = sockOpts.rcvbuf ?? DEFAULT_EVENT_RCVBUF;
-    this.sock = new NetfilterSocket({ readerThread: true, readAhead: Math.max(rcvbuf, 4096), ...sockOpts, rcvbuf, groups: this.groups });
+    const readAhead = Math.min(Math.max(rcvbuf, READ_AHEAD_MIN), READ_AHEAD_MAX);
+    this.sock = new NetfilterSocket({ readerThread: true, readAhead, ...sockOpts, rcvbuf, groups: this.groups });
     this.sock.onData = (buf) => this.receive(buf);
     this.sock.onQuiet = () => this.onQuiet();
     this.sock.onOverrun = () => {

@@ -26,6 +26,10 @@ const EPERM = 1;
 /** Where scripts/build-netlink.mjs puts the patched binding, relative to the node_modules holding `netlink`. */
 const BUILD_DIR_NAME = '.ctsync-netlink';
 
+/** NetfilterSocketOptions.readAhead's bounds (the binding's). */
+export const READ_AHEAD_MIN = 4096;
+export const READ_AHEAD_MAX = 1 << 30;
+
 export interface NetfilterSocketOptions {
   /** Network namespace to create the socket in: a name under /var/run/netns or an absolute path. Default: ours. */
   netns?: string;
@@ -59,7 +63,7 @@ export interface NetfilterSocketOptions {
    * For a socket that only receives (sends work, but their replies arrive on that thread too).
    */
   readerThread?: boolean;
-  /** Bytes the reader thread may hold that JS has not taken yet. 4 KiB..1 GiB, default 32 MiB. */
+  /** Bytes the reader thread may hold that JS has not taken yet. READ_AHEAD_MIN..READ_AHEAD_MAX, default 32 MiB. */
   readAhead?: number;
   /**
    * After a read that did not fill its batch, the reader thread waits this many microseconds before the next one, so
@@ -203,7 +207,7 @@ export class NetfilterSocket {
     checkInt('rcvbuf', opts.rcvbuf, 1, 0x7fffffff);
     checkInt('sndbuf', opts.sndbuf, 1, 0x7fffffff);
     checkInt('settleUs', opts.settleUs, 0, 100_000);
-    checkInt('readAhead', opts.readAhead, 4096, 1 << 30);
+    checkInt('readAhead', opts.readAhead, READ_AHEAD_MIN, READ_AHEAD_MAX);
     checkInt('gatherUs', opts.gatherUs, 0, 10_000);
     for (const g of opts.groups ?? []) checkInt('groups[]', g, 1, 0xffffffff);
     const Native = loadNative();

@@ -12,11 +12,13 @@ import {
   NetfilterSocket,
   NETLINK_NO_ENOBUFS,
   netlinkBindingPath,
+  READ_AHEAD_MAX,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SOL_NETLINK,
   SOL_SOCKET,
 } from '../../src/kernel/netlink-socket.js';
+import { EventStream } from '../../src/kernel/events.js';
 
 const NFNLGRP_CONNTRACK_NEW = 1;
 const IPCTNL_MSG_CT_NEW = 0x100; // (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW
@@ -458,6 +460,15 @@ describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway n
     await until(() => calls > 0, 'the first onData');
     await new Promise((r) => setTimeout(r, 100));
     expect(calls).toBe(1);
+  });
+
+  it('the event stream reads ahead within the binding\'s bounds for any receive buffer the config allows', () => {
+    // kernel.eventBuffer has no upper bound of its own; the largest buffer the socket takes must still start
+    for (const rcvbuf of [1, 4096, 0x7fffffff]) {
+      const events = new EventStream({ netns: ns, rcvbuf });
+      events.close();
+    }
+    expect(() => new NetfilterSocket({ netns: ns, readerThread: true, readAhead: READ_AHEAD_MAX + 1 })).toThrow(/readAhead/);
   });
 
   it('a process that exits with a reader thread running exits cleanly, by process.exit() and by an empty loop', () => {
