@@ -14,6 +14,7 @@
 //
 // What it answers: how much of an event's cost is ours (decode, key, table, coalescing, encoding), cold (the first
 // replay of a fresh process: what a freshly started daemon pays on its first burst) and warm (the later replays).
+// The replayed datagrams have the hidden class of the Buffers the binding delivers (likeReceived), as the daemon's do.
 // What it leaves out: recvmmsg (the kernel copies and frees each event: ~30% of the daemon's time), TLS and the
 // socket write, the event loop. Compare builds with it; for figures against conntrackd use sync-ref.ts.
 import { spawnSync } from 'node:child_process';
@@ -52,6 +53,17 @@ const opt = (name: string, dflt: string): string => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
 };
 
+/**
+ * A copy of `bytes` shaped like the Buffers onData gets. The binding makes those in C++ (a Uint8Array given Buffer's
+ * prototype afterwards), which gives them another hidden class than Buffers made in JavaScript: code V8 compiled for
+ * one kind is thrown away at the first of the other, so a replay of JS-made copies would not run the daemon's code.
+ */
+function likeReceived(bytes: Uint8Array): Buffer {
+  const b = Object.setPrototypeOf(new Uint8Array(bytes.length), Buffer.prototype) as Buffer;
+  b.set(bytes);
+  return b;
+}
+
 /** Datagrams as captured, each behind a 4-byte little-endian length. */
 function pack(bufs: Buffer[]): Buffer {
   const out = Buffer.allocUnsafe(bufs.reduce((s, b) => s + 4 + b.length, 0));
@@ -68,7 +80,7 @@ function unpack(all: Buffer): Buffer[] {
   const bufs: Buffer[] = [];
   for (let o = 0; o < all.length; ) {
     const n = all.readUInt32LE(o);
-    bufs.push(all.subarray(o + 4, o + 4 + n));
+    bufs.push(likeReceived(all.subarray(o + 4, o + 4 + n)));
     o += 4 + n;
   }
   return bufs;

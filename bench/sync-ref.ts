@@ -3,7 +3,7 @@
 // Run by hand, as root (never a timed test):
 //   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
 //                                                [--poll-ms 1] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
-//                                                [--node-flags "--trace-gc ..."] [--daemon-logs DIR] [--daemon-yaml "sync: { warmup: 0 }"]
+//                                                [--node-flags "--trace-gc ..."] [--daemon-logs DIR] [--daemon-yaml "link: { heartbeat: 200 }"]
 //                                                [--ctsync-wrap "chrt -r 10"]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
@@ -26,7 +26,8 @@
 //       daemon runs its first burst partly in V8's unoptimized tiers (and grows its tables from small); the second
 //       shows what a daemon that has been running costs. conntrackd (C) gets the same second burst. Skipped with
 //       --no-second, or when the host's nf_conntrack_max cannot hold 2n;
-//   (e) commit of the standby's replica (n, or 2n after (f)) into its empty kernel table: entries/s.
+//   (e) commit of the standby's replica (n, or 2n after (f)) into its empty kernel table: entries/s;
+//   (g) each daemon's CPU from its start until just before the burst (process start-up, initial dump, link set-up).
 // --big N repeats (a)-(e) once at N entries (no second burst). HOST CHANGE: a namespace cannot hold more entries than
 // the host's net.netfilter.nf_conntrack_max (262144 here; it cannot be raised per namespace), so for --big the host's
 // nf_conntrack_max (to N + 1000) and hash buckets (to N, as an operator sizes them) are raised for the run only and
@@ -94,7 +95,7 @@ interface Args {
   nodeFlags?: string[];
   /** ctsync only: append each daemon's stdout and stderr to DIR/act.log and DIR/sby.log. */
   daemonLogs?: string;
-  /** ctsync only: extra config lines for both daemons (--daemon-yaml "sync: { warmup: 0 }", repeatable). */
+  /** ctsync only: extra config lines for both daemons (--daemon-yaml "link: { heartbeat: 200 }", repeatable; not sync). */
   extraYaml: string[];
   /** ctsync only: argv put before node, e.g. --ctsync-wrap "chrt -r 10" (what systemd/ctsync.service does). */
   wrap?: string[];
@@ -158,6 +159,8 @@ interface RunResult {
   second?: { latencyMs: number; atLastInsert: number; insertPerSec: number; activeAtSyncPer10k: number; activePer10k: number; standbyPer10k: number };
   wire: { actTx: LinkCounters; sbyTx: LinkCounters; bytesPerEntry: number; bytesPerEntryBothWays: number; udpPayloadPerEntry: number; entriesPerDatagram: number };
   rss: { activeBefore: number; activeAfter: number; standbyBefore: number; standbyAfter: number; activePerEntry: number; standbyPerEntry: number };
+  /** (g) CPU seconds of each daemon from its start until just before the burst. */
+  start?: { activeCpuSeconds: number; standbyCpuSeconds: number };
   commit: { durationMs: number; perSec: number; kernelBefore: number; kernelAfterReturn: number; complete: boolean; completeAfterMs: number; output: string };
   diagnostics: Record<string, number | string>;
 }
@@ -317,6 +320,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
         udpPayloadPerEntry: (actTx.txBytes - actTx.txPackets * ETH_IP_UDP) / n,
         entriesPerDatagram: n / actTx.txPackets,
       },
+      start: { activeCpuSeconds: cpuA0, standbyCpuSeconds: cpuS0 },
       rss: {
         activeBefore: rssA0,
         activeAfter: rssA1,
@@ -385,6 +389,8 @@ const METRICS: { key: string; label: string; get: (r: RunResult) => number; digi
   { key: 'rssStandbyPerEntry', label: 'RSS bytes per entry, standby', get: (r) => r.rss.standbyPerEntry, digits: 0, domain: `~${DOMAIN_FIGURES.rssBytesPerEntryStandby}` },
   { key: 'commitPerSec', label: 'commit entries/s (empty table)', get: (r) => r.commit.perSec, digits: 0, domain: `~${DOMAIN_FIGURES.commitPerSec}` },
   { key: 'commitMs', label: '  commit duration (ms)', get: (r) => r.commit.durationMs, digits: 0 },
+  { key: 'startCpuActive', label: 'active CPU s from start until the burst (start-up, dump, link)', get: (r) => r.start?.activeCpuSeconds ?? NaN, digits: 3 },
+  { key: 'startCpuStandby', label: 'standby CPU s from start until the burst', get: (r) => r.start?.standbyCpuSeconds ?? NaN, digits: 3 },
   { key: 'loadAvg1', label: 'machine load average at run start', get: (r) => r.loadAvg1, digits: 2 },
   { key: 'insertPerSec', label: 'burst insert rate on active (entries/s)', get: (r) => r.insert.perSec, digits: 0 },
 ];

@@ -52,7 +52,7 @@ export interface CtsyncPair extends SyncPair {
 export interface CtsyncPairOptions extends PairOptions {
   /** Event socket receive buffer (kernel.eventBuffer). Default 256 MiB, like conntrackd's NetlinkBufferSizeMaxGrowth. */
   eventBuffer?: number;
-  /** Extra YAML lines for both nodes (e.g. 'sync: { coalesce: 2 }'). */
+  /** Extra YAML lines for both nodes (e.g. 'link: { heartbeat: 200 }'; not `sync`, which this file writes already). */
   extraYaml?: string[];
   /** Extra argv before node (e.g. ['chrt', '-r', '99'] for like-for-like scheduling with conntrackd). */
   wrap?: string[];
