@@ -91,7 +91,7 @@ async function once(impl: string, n: number, prefix: string, profileDir: string)
     await sleep(300);
     const base = await pair.peerTableSize();
     const b = await burst(pair.topo.act, n);
-    if (b.report.counts.created !== n) throw new Error(`burst created ${b.report.counts.created}/${n}: ${JSON.stringify(b.report.failedByErrno)}`);
+    if (b.created !== n) throw new Error(`burst created ${b.created}/${n}: ${JSON.stringify(b.report().failedByErrno)}`);
     const p = pair;
     const w = await pollUntil(() => p.peerTableSize(), (v) => v >= base + n, { intervalMs: 100, timeoutMs: 600_000 });
     await sleep(500); // let the link's acks and the standby's bookkeeping settle before the clock starts

@@ -12,7 +12,10 @@
 //       the kernel's ack of its last datagram (datagrams are encoded before the clock starts; until 2026-11-21 the
 //       clock stopped after the writer's own pass over n results, 3-7 ms late). The standby's control socket is
 //       polled every --poll-ms (default 1; 0 = back to back, which loads a standby that is still catching up, and
-//       the bench process with it); the mean poll interval is the resolution and is reported;
+//       the bench process with it); the mean poll interval is the resolution and is reported. The first poll goes
+//       out at once (the writer's report is built afterwards), and for ctsync the active is asked beside it, not
+//       awaited, how many events its JS thread had handled and how many entries it had sent (act.atLastInsert.* in
+//       the diagnostics): that tells which daemon was behind;
 //   (b) active daemon CPU (schedstat, ns accounting) from before the burst, per 10k: (b1) until the standby holds all
 //       n (the first poll that sees them), and (b2) until the sync link is quiet, i.e. carries no more than
 //       heartbeat-level traffic: at most 2 KiB (both directions, L2) over the last 500 ms. Both daemons send
@@ -42,7 +45,7 @@ import { performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { Lab } from '../src/lab/netns.js';
 import { conntrackdPair, type ConntrackdPair } from './ref/conntrackd.js';
-import { ctsyncPair, type CtsyncPairOptions } from './ref/ctsync.js';
+import { ctsyncPair, type CtsyncPair, type CtsyncPairOptions } from './ref/ctsync.js';
 import { raiseConntrackBuckets, raiseConntrackMax, type HostChange } from './lib/sysctl.js';
 import {
   REF_PREFIX,
@@ -193,16 +196,27 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     // (a) the burst, then poll the standby until it holds everything
     const peer = pair;
     const quietLink = () => waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
+    // ctsync only: the active's own counters beside the standby's first answer, to tell which daemon was behind
+    const ctsyncStats = (pair as Partial<CtsyncPair>).stats;
+    const activeCounts = async () => {
+      if (!ctsyncStats) return undefined;
+      const s = await ctsyncStats('active');
+      return { handled: s.kernel.events.new, sent: s.sync.entriesOut };
+    };
     /** n new flows from `offset` on the active; then polls until the standby holds `held` + n (first: its count at the first answer). */
     const burstAndWait = async (offset: number, held: number) => {
+      const act0 = await activeCounts();
       const b = await burst(topo.act, n, offset);
-      if (b.report.counts.created !== n) {
-        const why = Object.entries(b.report.failedByErrno).map(([e, c]) => `${e} x${c}`).join(', ');
-        throw new Error(`the burst from ${offset} created ${b.report.counts.created} of ${n} entries on the active (${why}); check nf_conntrack_max`);
+      if (b.created !== n) {
+        const why = Object.entries(b.report().failedByErrno).map(([e, c]) => `${e} x${c}`).join(', ');
+        throw new Error(`the burst from ${offset} created ${b.created} of ${n} entries on the active (${why}); check nf_conntrack_max`);
       }
       let first = -1;
+      let actAtFirst: ReturnType<typeof activeCounts> | undefined;
       const poll = await pollUntil(
         async () => {
+          // the active is asked beside the standby's first poll, not awaited: the poll times only the standby
+          if (first < 0 && act0) actAtFirst = activeCounts();
           const v = await peer.peerTableSize();
           if (first < 0) first = v - held;
           return v;
@@ -210,9 +224,11 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
         (v) => v >= held + n,
         { intervalMs: pollMs, timeoutMs: 120_000 },
       );
-      return { b, poll, first };
+      const a = await actAtFirst;
+      const actFirst = a && act0 && { handled: a.handled - act0.handled, sent: a.sent - act0.sent };
+      return { b, poll, first, actFirst };
     };
-    const { b, poll, first } = await burstAndWait(0, basePeer);
+    const { b, poll, first, actFirst } = await burstAndWait(0, basePeer);
     const cpuAtSync = cpuSeconds(pair.activePid);
 
     // (b)(c) wait until the link carries only heartbeat-level traffic (acks, last retransmissions done), then read
@@ -233,6 +249,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     const rssS1 = rssBytes(pair.standbyPid);
     const localNow = await pair.localTableSize();
     const diagnostics = await pair.diagnostics();
+    if (actFirst) [diagnostics['act.atLastInsert.handled'], diagnostics['act.atLastInsert.sent']] = [actFirst.handled, actFirst.sent];
     let cliPollMs = NaN;
     const cliProbe = (pair as Partial<ConntrackdPair>).statsExternalCli;
     if (cliProbe) {
@@ -255,7 +272,8 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       const a0 = cpuSeconds(pair.activePid);
       const s0 = cpuSeconds(pair.standbyPid);
       const th0 = cpuMainOther(pair.activePid);
-      const { b: b2, poll: p2, first: first2 } = await burstAndWait(n, basePeer + n);
+      const { b: b2, poll: p2, first: first2, actFirst: actFirst2 } = await burstAndWait(n, basePeer + n);
+      if (actFirst2) [diagnostics['second.act.atLastInsert.handled'], diagnostics['second.act.atLastInsert.sent']] = [actFirst2.handled, actFirst2.sent];
       const a1 = cpuSeconds(pair.activePid);
       await quietLink();
       const a2 = cpuSeconds(pair.activePid);
@@ -292,7 +310,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     return {
       n,
       loadAvg1,
-      insert: { durationMs: insertMs, perSec: n / (insertMs / 1000), created: b.report.counts.created, failed: b.report.counts.failed },
+      insert: { durationMs: insertMs, perSec: n / (insertMs / 1000), created: b.created, failed: n - b.created },
       latency: {
         ms: poll.doneAt - b.lastInsertAt,
         lowerBoundMs: poll.polls > 1 ? Math.max(0, poll.prevAnswerAt - b.lastInsertAt) : 0,
