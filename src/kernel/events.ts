@@ -70,8 +70,8 @@ export class EventStream {
     this.groups = opts.groups ?? [NfnlGroup.ConntrackNew, NfnlGroup.ConntrackUpdate, NfnlGroup.ConntrackDestroy];
     const { keyOf: _keyOf, keyOfPlain: _keyOfPlain, ...sockOpts } = opts;
     // the binding's reader thread takes the kernel's copy-out off the JS thread; it may read ahead as many bytes of
-    // events as the kernel buffer holds (which, counted by skb truesize, is several times fewer events), within the
-    // binding's bounds: any kernel.eventBuffer must start
+    // events as the kernel buffer holds (which, counted by skb truesize, is several times fewer events), clamped to
+    // the binding's bounds so that every kernel.eventBuffer the config accepts starts the socket
     const rcvbuf = sockOpts.rcvbuf ?? DEFAULT_EVENT_RCVBUF;
     const readAhead = Math.min(Math.max(rcvbuf, READ_AHEAD_MIN), READ_AHEAD_MAX);
     this.sock = new NetfilterSocket({ readerThread: true, readAhead, ...sockOpts, rcvbuf, groups: this.groups });
