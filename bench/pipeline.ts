@@ -25,6 +25,7 @@ import { pino } from 'pino';
 import { buildConfig } from '../src/config/load.js';
 import { EventStream } from '../src/kernel/events.js';
 import { forEachMessage } from '../src/kernel/nfnetlink.js';
+import { scanRecords } from '../src/kernel/netlink-socket.js';
 import { Lab } from '../src/lab/netns.js';
 import { systemClock } from '../src/state/clock.js';
 import { rebornOf } from '../src/state/local-table.js';
@@ -133,7 +134,12 @@ async function child(file: string, ns: string, iters: number): Promise<void> {
       const reborn = rebornOf(change);
       if (reborn !== undefined) engine.changed(key, reborn, slot);
     };
-    const feed = mirror.events.sock.onData;
+    const sock = mirror.events.sock;
+    // as the binding delivers a read: its message records first (ctScan), then onData
+    const feed = (buf: Buffer): void => {
+      const [records, skipped] = scanRecords(buf, sock.records!);
+      sock.onData(buf, records, skipped);
+    };
     await sleep(50); // let the previous replay's compiler and GC work drain
     const t0 = cpuMainOther(process.pid);
     for (let i = 0; i < bufs.length; i++) {

@@ -2,6 +2,7 @@
 import { NetfilterSocket, READ_AHEAD_MAX, READ_AHEAD_MIN, type NetfilterSocketOptions } from './netlink-socket.js';
 import { forEachMessage, NLM_F_CREATE, NLM_F_EXCL, NfnlSubsys, CtMsg, ExpMsg } from './nfnetlink.js';
 import { decodeFlow, DecodeError, newPlainFlow, scanPlainFlow, type PlainFlow } from './flow-codec.js';
+import { plainFromRecord, Rec, REC_STRIDE } from './ct-records.js';
 import { decodeExpectation } from './expect-codec.js';
 import type { EventKind, ExpectationEvent, FlowEvent } from './types.js';
 
@@ -74,8 +75,10 @@ export class EventStream {
     // the binding's bounds so that every kernel.eventBuffer the config accepts starts the socket
     const rcvbuf = sockOpts.rcvbuf ?? DEFAULT_EVENT_RCVBUF;
     const readAhead = Math.min(Math.max(rcvbuf, READ_AHEAD_MIN), READ_AHEAD_MAX);
-    this.sock = new NetfilterSocket({ readerThread: true, readAhead, ...sockOpts, rcvbuf, groups: this.groups });
-    this.sock.onData = (buf) => this.receive(buf);
+    this.sock = new NetfilterSocket({ readerThread: true, readAhead, ctScan: true, ...sockOpts, rcvbuf, groups: this.groups });
+    this.records = this.sock.records;
+    this.records32 = this.records && new Int32Array(this.records.buffer, this.records.byteOffset, this.records.length);
+    this.sock.onData = (buf, records, skipped) => this.receive(buf, records, skipped);
     this.sock.onQuiet = () => this.onQuiet();
     this.sock.onOverrun = () => {
       this.stats.overruns++;
@@ -85,6 +88,9 @@ export class EventStream {
 
   private readonly groups: NfnlGroup[];
   private paused = false;
+  /** The binding's message records (ctScan) as u32 and as int32. */
+  private readonly records: Uint32Array | undefined;
+  private readonly records32: Int32Array | undefined;
 
   /**
    * Stop receiving events (leave the groups). With no listener the kernel builds no events at all, which makes
@@ -107,49 +113,67 @@ export class EventStream {
     this.sock.close();
   }
 
-  private receive(buf: Buffer): void {
-    this.stats.malformed += forEachMessage(buf, (m) => {
-      const subsys = m.type >> 8;
-      const msg = m.type & 0xff;
-      // our own writes' echoes are counted, not decoded: a commit of 1M entries echoes 1M events nobody reads
-      if (m.pid !== 0 && this.ourPorts.has(m.pid)) {
-        this.stats.ours++;
+  /** A read's messages: from the binding's records when it scanned them, else walked here. */
+  private receive(buf: Buffer, records: number, skipped: number): void {
+    const u = this.records;
+    if (records < 0 || u === undefined) {
+      this.stats.malformed += forEachMessage(buf, (m) => this.message(buf, m.type, m.flags, m.pid, m.family, m.payloadOff, m.end, -1));
+      return;
+    }
+    this.stats.malformed += skipped;
+    for (let r = 0, end = records * REC_STRIDE; r < end; r += REC_STRIDE) {
+      this.message(buf, u[r + Rec.Type]!, u[r + Rec.Flags]!, u[r + Rec.Pid]!, u[r + Rec.Family]!, u[r + Rec.Payload]!, u[r + Rec.End]!, r);
+    }
+  }
+
+  /** One message; rec = its record's first word in `records`, or -1 (no record: scan the bytes). */
+  private message(
+    buf: Buffer, type: number, flags: number, pid: number, family: number, payloadOff: number, end: number, rec: number,
+  ): void {
+    const subsys = type >> 8;
+    const msg = type & 0xff;
+    // our own writes' echoes are counted, not decoded: a commit of 1M entries echoes 1M events nobody reads
+    if (pid !== 0 && this.ourPorts.has(pid)) {
+      this.stats.ours++;
+      return;
+    }
+    const origin = 'kernel';
+    // a NEW-type message is a new entry only with CREATE|EXCL; without them the kernel reports an update
+    const kind: EventKind | undefined =
+      msg === CtMsg.New ? ((flags & (NLM_F_CREATE | NLM_F_EXCL)) !== 0 ? 'new' : 'update') : msg === CtMsg.Delete ? 'destroy' : undefined;
+    if (kind === undefined) {
+      this.stats.malformed++;
+      return;
+    }
+    if (subsys === NfnlSubsys.Ctnetlink) {
+      // the plain form's key comes from its scan; anything else walks the attributes for it
+      const plain =
+        kind === 'new' &&
+        this.onPlainNew !== undefined &&
+        this.keyOfPlain !== undefined &&
+        (rec >= 0 ? plainFromRecord(this.records!, this.records32!, rec, family, this.plain) : scanPlainFlow(buf, payloadOff, end, family, this.plain));
+      const key = plain ? this.keyOfPlain!(buf, this.plain) : this.keyOf?.(buf, payloadOff, end, family);
+      if (plain && this.onPlainNew!(key!, this.plain, buf)) {
+        this.stats.new++;
         return;
       }
-      const origin = 'kernel';
-      // a NEW-type message is a new entry only with CREATE|EXCL; without them the kernel reports an update
-      const kind: EventKind | undefined =
-        msg === CtMsg.New ? ((m.flags & (NLM_F_CREATE | NLM_F_EXCL)) !== 0 ? 'new' : 'update') : msg === CtMsg.Delete ? 'destroy' : undefined;
-      if (kind === undefined) {
+      const flow = decodeFlow(buf, payloadOff, end, family);
+      if (flow instanceof DecodeError) {
         this.stats.malformed++;
         return;
       }
-      if (subsys === NfnlSubsys.Ctnetlink) {
-        // the plain form's key comes from its scan; anything else walks the attributes for it
-        const plain = kind === 'new' && this.onPlainNew !== undefined && this.keyOfPlain !== undefined && scanPlainFlow(buf, m.payloadOff, m.end, m.family, this.plain);
-        const key = plain ? this.keyOfPlain!(buf, this.plain) : this.keyOf?.(buf, m.payloadOff, m.end, m.family);
-        if (plain && this.onPlainNew!(key!, this.plain, buf)) {
-          this.stats.new++;
-          return;
-        }
-        const flow = decodeFlow(buf, m.payloadOff, m.end, m.family);
-        if (flow instanceof DecodeError) {
-          this.stats.malformed++;
-          return;
-        }
-        this.stats[kind]++;
-        this.onEvent({ kind, flow, origin, portId: m.pid, key });
-      } else if (subsys === NfnlSubsys.CtnetlinkExp && (msg === ExpMsg.New || msg === ExpMsg.Delete)) {
-        const exp = decodeExpectation(buf, m.payloadOff, m.end, m.family);
-        if (exp instanceof DecodeError) {
-          this.stats.malformed++;
-          return;
-        }
-        this.stats.expectations++;
-        this.onExpectation({ kind, exp, origin, portId: m.pid });
-      } else {
+      this.stats[kind]++;
+      this.onEvent({ kind, flow, origin, portId: pid, key });
+    } else if (subsys === NfnlSubsys.CtnetlinkExp && (msg === ExpMsg.New || msg === ExpMsg.Delete)) {
+      const exp = decodeExpectation(buf, payloadOff, end, family);
+      if (exp instanceof DecodeError) {
         this.stats.malformed++;
+        return;
       }
-    });
+      this.stats.expectations++;
+      this.onExpectation({ kind, exp, origin, portId: pid });
+    } else {
+      this.stats.malformed++;
+    }
   }
 }

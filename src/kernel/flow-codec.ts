@@ -985,7 +985,8 @@ function scanPlainTcp(buf: Buffer, off: number, end: number, out: PlainFlow): bo
  * CTA_TIMESTAMP_EVENT, CTA_PROTOINFO holding at most a TCP nest of state/wscale/flags, and a complete
  * CTA_SYNPROXY, each at most once and of its exact size. True when it is: then `out` says everything decodeFlow
  * would put into the fields the tables keep (use, secmark and the event timestamp are not kept); false for any
- * other message, which the caller decodes with decodeFlow. Never throws, allocates nothing.
+ * other message, which the caller decodes with decodeFlow. Never throws, allocates nothing. The binding reads event
+ * sockets by the same rules (ctscan::Plain in patches/netlink+0.3.0.patch, see ct-records.ts): change both together.
  */
 export function scanPlainFlow(buf: Buffer, off: number, end: number, family: number, out: PlainFlow): boolean {
   const alen = family === 2 ? 4 : family === 10 ? 16 : 0;

@@ -2,6 +2,7 @@
 
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { REC_STRIDE } from './ct-records.js';
 
 export const NETLINK_NETFILTER = 12;
 
@@ -71,6 +72,11 @@ export interface NetfilterSocketOptions {
    * 0..10000, default 100.
    */
   gatherUs?: number;
+  /**
+   * Have the binding walk each read's messages and read NEW conntrack events of the plain form (ct-records.ts):
+   * onData then gets their count and the bytes skipped as malformed, the records are in `records`.
+   */
+  ctScan?: boolean;
 }
 
 export interface SocketStats {
@@ -98,6 +104,7 @@ interface NativeOptions {
   readerThread?: boolean;
   readAhead?: number;
   gatherUs?: number;
+  ctScan?: Uint32Array;
 }
 
 /** The patched binding's NativeNetlink (see patches/netlink+0.3.0.patch). */
@@ -118,7 +125,7 @@ interface NativeNetlink {
 type NativeNetlinkCtor = new (
   protocol: number,
   msgBuffer: number,
-  onRead: (buf: Buffer, datagrams: number) => void,
+  onRead: (buf: Buffer, datagrams: number, records?: number, skipped?: number) => void,
   onError: (err: NetlinkError) => void,
   opts?: NativeOptions,
 ) => NativeNetlink;
@@ -141,6 +148,16 @@ export function netlinkBindingPath(): string {
 }
 
 let nativeCtor: NativeNetlinkCtor | undefined;
+let nativeCtScan: ((buf: Buffer, out: Uint32Array) => [number, number]) | undefined;
+
+/**
+ * The binding's message scan on its own (what a ctScan socket does to each read): writes buf's records into out and
+ * returns [records, or -1 when they do not fit; bytes skipped as malformed]. For tests and replays.
+ */
+export function scanRecords(buf: Buffer, out: Uint32Array): [number, number] {
+  loadNative();
+  return nativeCtScan!(buf, out);
+}
 
 /** Loads the binding into this thread once (sockets do it themselves; WritePool needs it before its workers). */
 export function loadNative(): NativeNetlinkCtor {
@@ -148,12 +165,13 @@ export function loadNative(): NativeNetlinkCtor {
   let file = '(unresolved)';
   try {
     file = netlinkBindingPath();
-    const mod = createRequire(import.meta.url)(file) as { NativeNetlink?: NativeNetlinkCtor };
+    const mod = createRequire(import.meta.url)(file) as { NativeNetlink?: NativeNetlinkCtor; ctScan?: typeof nativeCtScan };
     const ctor = mod.NativeNetlink;
     // the shipped prebuild lacks these: refuse it rather than run with its crash-on-overrun receive path
-    if (!ctor || typeof ctor.prototype.setsockopt !== 'function' || typeof ctor.prototype.stats !== 'function') {
+    if (!ctor || typeof ctor.prototype.setsockopt !== 'function' || typeof ctor.prototype.stats !== 'function' || typeof mod.ctScan !== 'function') {
       throw new Error(`${file} is not the patched binding`);
     }
+    nativeCtScan = mod.ctScan;
     nativeCtor = ctor;
     return ctor;
   } catch (e) {
@@ -190,7 +208,14 @@ const noop = (): void => {};
  */
 export class NetfilterSocket {
   readonly portId: number;
-  onData: (buf: Buffer) => void = noop;
+  /**
+   * A read's datagrams. With ctScan, `records` says how many message records the binding wrote into `this.records`
+   * for buf (valid during the call; -1 when they did not fit, then walk buf yourself), `skipped` how many bytes of buf
+   * it skipped as malformed; without ctScan, records is -1.
+   */
+  onData: (buf: Buffer, records: number, skipped: number) => void = noop;
+  /** ctScan's records (ct-records.ts), one per message, REC_STRIDE words each; room for maxPerWakeup messages. */
+  readonly records: Uint32Array | undefined;
   onOverrun: () => void = noop;
   /** The socket delivered data, then stayed empty for settleUs (only with that option). */
   onQuiet: () => void = noop;
@@ -223,6 +248,7 @@ export class NetfilterSocket {
     if (opts.readerThread === true) nativeOpts.readerThread = true;
     if (opts.readAhead !== undefined) nativeOpts.readAhead = opts.readAhead;
     if (opts.gatherUs !== undefined) nativeOpts.gatherUs = opts.gatherUs;
+    if (opts.ctScan === true) this.records = nativeOpts.ctScan = new Uint32Array(nativeOpts.maxPerWakeup! * REC_STRIDE);
     if (opts.settleUs !== undefined) {
       nativeOpts.settleUs = opts.settleUs;
       nativeOpts.quietCallback = () => this.deliverQuiet();
@@ -232,7 +258,7 @@ export class NetfilterSocket {
       native = new Native(
         NETLINK_NETFILTER,
         0,
-        (buf) => this.deliverData(buf),
+        (buf, _datagrams, records, skipped) => this.deliverData(buf, records ?? -1, skipped ?? 0),
         (err) => this.deliverError(err),
         nativeOpts,
       );
@@ -328,9 +354,9 @@ export class NetfilterSocket {
     }
   }
 
-  private deliverData(buf: Buffer): void {
+  private deliverData(buf: Buffer, records: number, skipped: number): void {
     try {
-      this.onData(buf);
+      this.onData(buf, records, skipped);
     } catch (e) {
       this.handlerThrew('onData', e);
     }

@@ -1,4 +1,4 @@
-// The plain-event fast path (scanPlainFlow → filter.plain → LocalTable.applyPlainNew → FlowTable.setPlain) against
+// The plain-event fast path (scanPlainFlow, or the binding's records → filter.plain → LocalTable.applyPlainNew → FlowTable.setPlain) against
 // the path it shortcuts (decodeFlow → filter → applyEvent → set): same fields, same filter verdicts, same table.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
@@ -13,6 +13,9 @@ import { FakeClock } from '../../../src/state/clock.js';
 import { compileFilter } from '../../../src/sync/filter.js';
 import { buildConfig } from '../../../src/config/load.js';
 import { AF_INET, AF_INET6, address, flowArb, inverseOf, tupleOf, u16, u32 } from '../wire/arbitraries.js';
+import { plainFromRecord, Rec, REC_STRIDE } from '../../../src/kernel/ct-records.js';
+import { scanRecords } from '../../../src/kernel/netlink-socket.js';
+import { loadCaptured } from '../../fixtures/kernel-fixtures.js';
 
 /** One IPCTNL_MSG_CT_NEW message (CREATE|EXCL, as events carry) holding the flow as the kernel reports it. */
 function message(f: Flow, readOnly = true): Buffer {
@@ -252,5 +255,103 @@ describe('compileFilter(...).plain', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+// ---- The binding's records (ctScan): the same walk and scan in C++ -------------------------------------------
+
+interface Walked {
+  view: number[]; // off, end, type, flags, pid, family, payloadOff
+  plain?: PlainFlow;
+}
+
+/** forEachMessage + scanPlainFlow, as EventStream runs them on a read without records. */
+function walkJs(buf: Buffer): { msgs: Walked[]; skipped: number } {
+  const msgs: Walked[] = [];
+  const skipped = forEachMessage(buf, (m) => {
+    const p = newPlainFlow();
+    const isNew = m.type === 0x100 && (m.flags & 0x600) !== 0;
+    msgs.push({ view: [m.off, m.end, m.type, m.flags, m.pid, m.family, m.payloadOff], ...(isNew && scanPlainFlow(buf, m.payloadOff, m.end, m.family, p) ? { plain: p } : {}) });
+  });
+  return { msgs, skipped };
+}
+
+/** scanRecords + plainFromRecord, as EventStream runs them on a ctScan socket's reads. */
+function walkNative(buf: Buffer, cap = 256): { msgs: Walked[]; skipped: number } | undefined {
+  const u = new Uint32Array(cap * REC_STRIDE);
+  const i = new Int32Array(u.buffer);
+  const [n, skipped] = scanRecords(buf, u);
+  if (n < 0) return undefined;
+  const msgs: Walked[] = [];
+  for (let r = 0; r < n * REC_STRIDE; r += REC_STRIDE) {
+    const p = newPlainFlow();
+    const view = [Rec.Off, Rec.End, Rec.Type, Rec.Flags, Rec.Pid, Rec.Family, Rec.Payload].map((w) => u[r + w]!);
+    msgs.push({ view, ...(plainFromRecord(u, i, r, view[5]!, p) ? { plain: p } : {}) });
+  }
+  return { msgs, skipped };
+}
+
+/** A PlainFlow without the synproxy values it does not hold (scanPlainFlow leaves old ones there). */
+function norm(w: { msgs: Walked[]; skipped: number }) {
+  return { ...w, msgs: w.msgs.map((m) => (m.plain && !m.plain.synproxy ? { ...m, plain: { ...m.plain, isn: 0, its: 0, tsoff: 0 } } : m)) };
+}
+
+describe("the binding's message records (ctScan)", () => {
+  const often = <T,>(usual: T, ...others: T[]) => fc.oneof({ weight: 3, arbitrary: fc.constant(usual) }, { weight: 1, arbitrary: fc.constantFrom(...others) });
+  // NEW events mostly (CREATE|EXCL, IPCTNL_MSG_CT_NEW), now and then another flag set or message type
+  const several = fc.array(fc.tuple(anyArb, fc.boolean(), often(0x600, 0x400, 0x200, 0, 0x100), often(0x100, 0x102, 0x200, 3)), { minLength: 1, maxLength: 6 });
+  const build = (parts: [Flow, boolean, number, number][]): Buffer =>
+    Buffer.concat(
+      parts.map(([f, readOnly, flags, type]) => {
+        const b = message(f, readOnly);
+        b.writeUInt16LE(type, 4);
+        b.writeUInt16LE(flags, 6);
+        return b;
+      }),
+    );
+
+  it('walk and scan every message as forEachMessage and scanPlainFlow do, several to a read', () => {
+    let plain = 0;
+    fc.assert(
+      fc.property(several, (parts) => {
+        const buf = build(parts);
+        const js = walkJs(buf);
+        expect(norm(walkNative(buf)!)).toEqual(norm(js));
+        plain += js.msgs.filter((m) => m.plain).length;
+      }),
+      { numRuns: 400 },
+    );
+    expect(plain).toBeGreaterThan(200);
+  });
+
+  it('agree on damaged reads too: flipped bytes, cut lengths, random bytes', () => {
+    fc.assert(
+      fc.property(several, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.nat(), (parts, flips, cut) => {
+        const whole = build(parts);
+        for (const [at, v] of flips) whole[at % whole.length] = v;
+        const buf = whole.subarray(0, whole.length - (cut % 8 === 0 ? cut % whole.length : 0));
+        expect(norm(walkNative(buf)!)).toEqual(norm(walkJs(buf)));
+      }),
+      { numRuns: 1500 },
+    );
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), (b) => {
+          expect(norm(walkNative(Buffer.from(b))!)).toEqual(norm(walkJs(Buffer.from(b))));
+        }), { numRuns: 500 });
+  });
+
+  it('agree on every message captured from the kernel', () => {
+    const caps = loadCaptured();
+    expect(caps.length).toBeGreaterThan(10);
+    const buf = Buffer.concat(caps.map((c) => c.bytes));
+    const js = walkJs(buf);
+    expect(js.msgs.some((m) => m.plain)).toBe(true);
+    expect(norm(walkNative(buf)!)).toEqual(norm(js));
+  });
+
+  it('say so when the records do not fit, so the caller walks the read itself', () => {
+    const f: Flow = { family: AF_INET, orig: { src: '10.0.0.1', dst: '10.0.0.2', proto: 17, sport: 1, dport: 2 }, reply: { src: '10.0.0.2', dst: '10.0.0.1', proto: 17, sport: 2, dport: 1 } };
+    const buf = Buffer.concat([message(f), message(f), message(f)]);
+    expect(walkNative(buf, 2)).toBeUndefined();
+    expect(walkNative(buf, 3)!.msgs).toHaveLength(3);
   });
 });
