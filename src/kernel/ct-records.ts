@@ -16,10 +16,10 @@ export const enum RecBit {
 }
 
 /**
- * What scanPlainFlow would have put into out, from the record at word r (u and i: the records as u32 and as int32;
- * absent byte-sized values are stored as -1). False, out untouched, for a message not of the plain form.
+ * What scanPlainFlow would have put into out, from the record at word r of u. Absent byte-sized values are stored as
+ * 0xffffffff, which `| 0` reads as -1. False, out untouched, for a message not of the plain form.
  */
-export function plainFromRecord(u: Uint32Array, i: Int32Array, r: number, family: number, out: PlainFlow): boolean {
+export function plainFromRecord(u: Uint32Array, r: number, family: number, out: PlainFlow): boolean {
   const bits = u[r + Rec.Bits]!;
   if ((bits & RecBit.Plain) === 0) return false;
   out.family = family;
@@ -29,17 +29,17 @@ export function plainFromRecord(u: Uint32Array, i: Int32Array, r: number, family
   out.dstAt = u[r + Rec.DstAt]!;
   out.sport = u[r + Rec.Sport]!;
   out.dport = u[r + Rec.Dport]!;
-  out.zone = i[r + Rec.Zone]!;
+  out.zone = u[r + Rec.Zone]! | 0;
   out.status = bits & RecBit.HasStatus ? u[r + Rec.Status]! : -1;
   out.timeout = bits & RecBit.HasTimeout ? u[r + Rec.Timeout]! : -1;
   out.mark = bits & RecBit.HasMark ? u[r + Rec.Mark]! : -1;
   out.id = bits & RecBit.HasId ? u[r + Rec.Id]! : -1;
   out.protoinfo = (bits & RecBit.Protoinfo) !== 0;
-  out.tcpState = i[r + Rec.TcpState]!;
-  out.wscaleOrig = i[r + Rec.WsOrig]!;
-  out.wscaleReply = i[r + Rec.WsReply]!;
-  out.flagsOrig = i[r + Rec.FlOrig]!;
-  out.flagsReply = i[r + Rec.FlReply]!;
+  out.tcpState = u[r + Rec.TcpState]! | 0;
+  out.wscaleOrig = u[r + Rec.WsOrig]! | 0;
+  out.wscaleReply = u[r + Rec.WsReply]! | 0;
+  out.flagsOrig = u[r + Rec.FlOrig]! | 0;
+  out.flagsReply = u[r + Rec.FlReply]! | 0;
   out.synproxy = (bits & RecBit.Synproxy) !== 0;
   if (out.synproxy) {
     out.isn = u[r + Rec.Isn]!;

@@ -77,7 +77,6 @@ export class EventStream {
     const readAhead = Math.min(Math.max(rcvbuf, READ_AHEAD_MIN), READ_AHEAD_MAX);
     this.sock = new NetfilterSocket({ readerThread: true, readAhead, ctScan: true, ...sockOpts, rcvbuf, groups: this.groups });
     this.records = this.sock.records;
-    this.records32 = this.records && new Int32Array(this.records.buffer, this.records.byteOffset, this.records.length);
     this.sock.onData = (buf, records, skipped) => this.receive(buf, records, skipped);
     this.sock.onQuiet = () => this.onQuiet();
     this.sock.onOverrun = () => {
@@ -88,9 +87,8 @@ export class EventStream {
 
   private readonly groups: NfnlGroup[];
   private paused = false;
-  /** The binding's message records (ctScan) as u32 and as int32. */
+  /** The binding's message records (ctScan). */
   private readonly records: Uint32Array | undefined;
-  private readonly records32: Int32Array | undefined;
 
   /**
    * Stop receiving events (leave the groups). With no listener the kernel builds no events at all, which makes
@@ -151,7 +149,7 @@ export class EventStream {
         kind === 'new' &&
         this.onPlainNew !== undefined &&
         this.keyOfPlain !== undefined &&
-        (rec >= 0 ? plainFromRecord(this.records!, this.records32!, rec, family, this.plain) : scanPlainFlow(buf, payloadOff, end, family, this.plain));
+        (rec >= 0 ? plainFromRecord(this.records!, rec, family, this.plain) : scanPlainFlow(buf, payloadOff, end, family, this.plain));
       const key = plain ? this.keyOfPlain!(buf, this.plain) : this.keyOf?.(buf, payloadOff, end, family);
       if (plain && this.onPlainNew!(key!, this.plain, buf)) {
         this.stats.new++;

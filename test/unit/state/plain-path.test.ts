@@ -279,14 +279,13 @@ function walkJs(buf: Buffer): { msgs: Walked[]; skipped: number } {
 /** scanRecords + plainFromRecord, as EventStream runs them on a ctScan socket's reads. */
 function walkNative(buf: Buffer, cap = 256): { msgs: Walked[]; skipped: number } | undefined {
   const u = new Uint32Array(cap * REC_STRIDE);
-  const i = new Int32Array(u.buffer);
   const [n, skipped] = scanRecords(buf, u);
   if (n < 0) return undefined;
   const msgs: Walked[] = [];
   for (let r = 0; r < n * REC_STRIDE; r += REC_STRIDE) {
     const p = newPlainFlow();
     const view = [Rec.Off, Rec.End, Rec.Type, Rec.Flags, Rec.Pid, Rec.Family, Rec.Payload].map((w) => u[r + w]!);
-    msgs.push({ view, ...(plainFromRecord(u, i, r, view[5]!, p) ? { plain: p } : {}) });
+    msgs.push({ view, ...(plainFromRecord(u, r, view[5]!, p) ? { plain: p } : {}) });
   }
   return { msgs, skipped };
 }
