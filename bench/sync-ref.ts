@@ -13,9 +13,11 @@
 //       clock stopped after the writer's own pass over n results, 3-7 ms late). The standby's control socket is
 //       polled every --poll-ms (default 1; 0 = back to back, which loads a standby that is still catching up, and
 //       the bench process with it); the mean poll interval is the resolution and is reported. The first poll goes
-//       out at once (the writer's report is built afterwards), and for ctsync the active is asked beside it, not
-//       awaited, how many events its JS thread had handled and how many entries it had sent (act.atLastInsert.* in
-//       the diagnostics): that tells which daemon was behind;
+//       out at once (the writer's report is built afterwards), and for ctsync the active is asked once its answer is
+//       in, not awaited, how many events its JS thread had handled and how many entries it had sent
+//       (act.atLastInsert.* in the diagnostics): that tells which daemon was behind. For ctsync the same latency is
+//       also read on the standby's own clock (when it applied its last data frame, from its stats), which leaves out
+//       what the poll adds: the bench process's own scheduling and GC after the burst, the connect, the answer;
 //   (b) active daemon CPU (schedstat, ns accounting) from before the burst, per 10k: (b1) until the standby holds all
 //       n (the first poll that sees them), and (b2) until the sync link is quiet, i.e. carries no more than
 //       heartbeat-level traffic: at most 2 KiB (both directions, L2) over the last 500 ms. Both daemons send
@@ -145,6 +147,12 @@ interface RunResult {
   latency: {
     /** last insert acknowledged → a poll answer showing all n (what an observer sees). */
     ms: number;
+    /**
+     * ctsync only (NaN for conntrackd): last insert → the standby applied its last data frame, on the standby's own
+     * clock (stats: monotonicMs - lastDataAgoMs), so without the poll's delays. Below zero if before the writer read
+     * its last ack.
+     */
+    standbyClockMs: number;
     /** Lower bound: the poll answered before the successful one still showed fewer (0 if the first poll succeeded). */
     lowerBoundMs: number;
     /** Peer-table size in the first answer after the last insert. */
@@ -159,7 +167,7 @@ interface RunResult {
   };
   cpu: { activeSecondsAtSync: number; activeSeconds: number; activeTickSeconds: number; standbySeconds: number; activePer10k: number; activeAtSyncPer10k: number; standbyPer10k: number };
   /** A second burst of n new flows once the first is synced and the link quiet: the daemons are warm (JIT, tables). */
-  second?: { latencyMs: number; atLastInsert: number; insertPerSec: number; activeAtSyncPer10k: number; activePer10k: number; standbyPer10k: number };
+  second?: { latencyMs: number; standbyClockMs: number; atLastInsert: number; insertPerSec: number; activeAtSyncPer10k: number; activePer10k: number; standbyPer10k: number };
   wire: { actTx: LinkCounters; sbyTx: LinkCounters; bytesPerEntry: number; bytesPerEntryBothWays: number; udpPayloadPerEntry: number; entriesPerDatagram: number };
   rss: { activeBefore: number; activeAfter: number; standbyBefore: number; standbyAfter: number; activePerEntry: number; standbyPerEntry: number };
   /** (g) CPU seconds of each daemon from its start until just before the burst. */
@@ -215,10 +223,13 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       let actAtFirst: ReturnType<typeof activeCounts> | undefined;
       const poll = await pollUntil(
         async () => {
-          // the active is asked beside the standby's first poll, not awaited: the poll times only the standby
-          if (first < 0 && act0) actAtFirst = activeCounts();
           const v = await peer.peerTableSize();
-          if (first < 0) first = v - held;
+          if (first < 0) {
+            first = v - held;
+            // the active is asked once the standby's first answer is in, not awaited: asked before it (until the
+            // ninth session), its request went out first and delayed the standby's poll by ~0.8 ms (perf trace)
+            if (act0) actAtFirst = activeCounts();
+          }
           return v;
         },
         (v) => v >= held + n,
@@ -226,9 +237,12 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       );
       const a = await actAtFirst;
       const actFirst = a && act0 && { handled: a.handled - act0.handled, sent: a.sent - act0.sent };
-      return { b, poll, first, actFirst };
+      // ctsync: when the standby applied its last data frame, on its own clock, from the last insert
+      const dataAt = (pair as Partial<CtsyncPair>).lastDataAtMonoMs?.();
+      const standbyClockMs = dataAt === undefined ? NaN : dataAt - b.lastInsertMonoMs;
+      return { b, poll, first, actFirst, standbyClockMs };
     };
-    const { b, poll, first, actFirst } = await burstAndWait(0, basePeer);
+    const { b, poll, first, actFirst, standbyClockMs } = await burstAndWait(0, basePeer);
     const cpuAtSync = cpuSeconds(pair.activePid);
 
     // (b)(c) wait until the link carries only heartbeat-level traffic (acks, last retransmissions done), then read
@@ -272,7 +286,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       const a0 = cpuSeconds(pair.activePid);
       const s0 = cpuSeconds(pair.standbyPid);
       const th0 = cpuMainOther(pair.activePid);
-      const { b: b2, poll: p2, first: first2, actFirst: actFirst2 } = await burstAndWait(n, basePeer + n);
+      const { b: b2, poll: p2, first: first2, actFirst: actFirst2, standbyClockMs: standbyClockMs2 } = await burstAndWait(n, basePeer + n);
       if (actFirst2) [diagnostics['second.act.atLastInsert.handled'], diagnostics['second.act.atLastInsert.sent']] = [actFirst2.handled, actFirst2.sent];
       const a1 = cpuSeconds(pair.activePid);
       await quietLink();
@@ -283,6 +297,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       diagnostics['second.active.otherThreadsSeconds'] = +(th2.other - th0.other).toFixed(3);
       second = {
         latencyMs: p2.doneAt - b2.lastInsertAt,
+        standbyClockMs: standbyClockMs2,
         atLastInsert: first2,
         insertPerSec: n / ((b2.lastInsertAt - b2.firstInsertAt) / 1000),
         activeAtSyncPer10k: ((a1 - a0) / n) * 10_000,
@@ -313,6 +328,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       insert: { durationMs: insertMs, perSec: n / (insertMs / 1000), created: b.created, failed: n - b.created },
       latency: {
         ms: poll.doneAt - b.lastInsertAt,
+        standbyClockMs,
         lowerBoundMs: poll.polls > 1 ? Math.max(0, poll.prevAnswerAt - b.lastInsertAt) : 0,
         atLastInsert: first,
         polls: poll.polls,
@@ -384,6 +400,7 @@ function spread(values: number[]): Spread {
 
 const METRICS: { key: string; label: string; get: (r: RunResult) => number; digits: number; domain?: string }[] = [
   { key: 'latencyMs', label: 'last insert → standby holds all (ms)', get: (r) => r.latency.ms, digits: 2, domain: DOMAIN_FIGURES.latencyMs },
+  { key: 'standbyClockMs', label: '  same on the standby\'s own clock: its last data frame applied (ctsync only)', get: (r) => r.latency.standbyClockMs ?? NaN, digits: 2 },
   { key: 'latencyResolutionMs', label: '  poll resolution (ms)', get: (r) => r.latency.resolutionMs, digits: 3 },
   { key: 'firstPollSentAfterMs', label: '  first poll sent after last insert (ms)', get: (r) => r.latency.firstPollSentAfterMs, digits: 2 },
   { key: 'firstPollRttMs', label: '  first poll round trip (ms)', get: (r) => r.latency.firstPollRttMs, digits: 2 },
@@ -394,6 +411,7 @@ const METRICS: { key: string; label: string; get: (r: RunResult) => number; digi
   { key: 'cpuActiveTickPer10k', label: '  same from /proc/PID/stat ticks (10 ms)', get: (r) => (r.cpu.activeTickSeconds / r.n) * 10_000, digits: 4 },
   { key: 'cpuStandbyPer10k', label: 'standby CPU s per 10k', get: (r) => r.cpu.standbyPer10k, digits: 4 },
   { key: 'second.latencyMs', label: 'second burst (warm daemons): last insert → standby holds all (ms)', get: (r) => r.second?.latencyMs ?? NaN, digits: 2 },
+  { key: 'second.standbyClockMs', label: '  same on the standby\'s own clock (ctsync only)', get: (r) => r.second?.standbyClockMs ?? NaN, digits: 2 },
   { key: 'second.atLastInsert', label: '  standby already holding at last insert', get: (r) => r.second?.atLastInsert ?? NaN, digits: 0 },
   { key: 'second.cpuActiveAtSyncPer10k', label: '  active CPU s per 10k, until the standby holds all', get: (r) => r.second?.activeAtSyncPer10k ?? NaN, digits: 4 },
   { key: 'second.cpuActivePer10k', label: '  active CPU s per 10k, until the link is quiet', get: (r) => r.second?.activePer10k ?? NaN, digits: 4 },

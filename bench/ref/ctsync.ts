@@ -45,6 +45,12 @@ export interface CtsyncPair extends SyncPair {
   readonly standby: CtsyncNode;
   readonly workDir: string;
   stats(role: 'active' | 'standby'): Promise<DaemonStats>;
+  /**
+   * From the standby's answer to the last peerTableSize(): when (CLOCK_MONOTONIC ms, the daemon's own clock) it last
+   * applied a frame that changes the peer table; undefined before any. Later than the moment it came to hold what it
+   * reported if a later data frame (a timeout refresh, say) landed before the answer; never earlier.
+   */
+  lastDataAtMonoMs(): number | undefined;
   /** The daemon's own commit report of the last commit() (durationMs inside the daemon, counts by outcome). */
   lastCommit?: CommitReport;
 }
@@ -150,6 +156,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
     throw err;
   }
 
+  let lastDataAt: number | undefined;
   const pair: CtsyncPair = {
     impl: 'ctsync',
     topo,
@@ -159,7 +166,13 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
     activePid: active.proc.pid,
     standbyPid: standby.proc.pid,
     stats,
-    peerTableSize: async () => (await stats('standby')).peers[0]?.peerTableSize ?? 0,
+    async peerTableSize() {
+      const s = await stats('standby');
+      const p = s.peers[0];
+      lastDataAt = p && p.lastDataAgoMs >= 0 ? s.monotonicMs - p.lastDataAgoMs : undefined;
+      return p?.peerTableSize ?? 0;
+    },
+    lastDataAtMonoMs: () => lastDataAt,
     localTableSize: async () => (await stats('active')).kernel.entries,
     async commit(): Promise<CommitResult> {
       const t0 = performance.now();

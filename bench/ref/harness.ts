@@ -137,6 +137,8 @@ export function burstFlows(n: number, offset = 0): Flow[] {
 export interface BurstResult {
   /** performance.now() when the kernel's ack of the last datagram was read: the "last insert". */
   lastInsertAt: number;
+  /** The same moment on CLOCK_MONOTONIC (process.hrtime, ms), the clock a daemon on this host can report in. */
+  lastInsertMonoMs: number;
   firstInsertAt: number;
   /** Entries the kernel acked without an error (one pass over a number array: cheap enough to know before polling). */
   created: number;
@@ -159,10 +161,11 @@ export async function burst(ns: string, n: number, offset = 0): Promise<BurstRes
     const firstInsertAt = performance.now();
     const errnos = await ct.sendEncoded(batches);
     const lastInsertAt = performance.now();
+    const lastInsertMonoMs = Number(process.hrtime.bigint()) / 1e6;
     let created = 0;
     for (const errno of errnos) if (errno === 0) created++;
     const report = () => writeReport(errnos.map((errno): WriteResult => (errno === 0 ? { outcome: 'created' } : { outcome: 'failed', errno })), lastInsertAt - firstInsertAt);
-    return { firstInsertAt, lastInsertAt, created, report };
+    return { firstInsertAt, lastInsertAt, lastInsertMonoMs, created, report };
   } finally {
     ct.close();
   }

@@ -9,6 +9,11 @@ export interface DaemonStats {
   node: string;
   cluster: string;
   uptimeS: number;
+  /**
+   * CLOCK_MONOTONIC in ms when this answer was built: a tool on the same host subtracts an *AgoMs figure from it to
+   * place that moment on its own monotonic clock (process.hrtime), untouched by the answer's own delay.
+   */
+  monotonicMs: number;
   /** Every configured peer's link is up and both directions are in sync. */
   inSync: boolean;
   /**
@@ -36,8 +41,10 @@ export function buildStats(d: Daemon): DaemonStats {
   const sum = (f: (c: (typeof engines)[number]['counters']) => number) => engines.reduce((n, e) => n + f(e.counters), 0);
   const configured = new Set(d.cfg.peers.map((p) => p.id));
   const status = d.sync.status();
-  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
-  const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), configured: configured.has(p.nodeId) }));
+  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, lastDataAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
+  const monotonicMs = Number(process.hrtime.bigint()) / 1e6;
+  // lastDataAgoMs keeps µs: with monotonicMs it tells a bench when the last change landed, to well under a ms
+  const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), lastDataAgoMs: Math.round(p.lastDataAgoMs * 1000) / 1000, configured: configured.has(p.nodeId) }));
   const ts = d.transports.map((t) => t.stats());
   const drops: Record<string, number> = {};
   const add = (src: Record<string, number>, prefix = '') => {
@@ -55,6 +62,7 @@ export function buildStats(d: Daemon): DaemonStats {
     node: d.cfg.nodeId,
     cluster: d.cfg.clusterId,
     uptimeS: Math.round((Date.now() - d.startedAt) / 1000),
+    monotonicMs,
     inSync: peers.filter((p) => p.configured).every((p) => p.link === 'up' && p.state === 'in_sync' && p.peerInSync),
     kernel: {
       entries: d.mirror.local.size,

@@ -71,6 +71,7 @@ interface Rx {
   bulkReceived: number;
   bulkDone: boolean; // at least one complete full bulk (or a resume) since the peer's session began
   lastFrameAt: number;
+  lastDataAt: number; // a frame that can change the table (SEQUENCED) was last applied
   lastDigestDiff?: number;
   repair?: { digestId: number; buckets: number[]; nBuckets: number; seen: Set<string> };
 }
@@ -102,6 +103,8 @@ export interface PeerStatus {
   /** A complete copy of the peer's table (a full bulk or a resume) arrived since its session began. */
   haveCopy: boolean;
   lastFrameAgoMs: number;
+  /** Since a frame that can change its table here (upsert, delete, refresh, bulk, repair) was applied; -1 if never. */
+  lastDataAgoMs: number;
   divergentBuckets: number;
 }
 
@@ -522,7 +525,7 @@ export class SyncEngine {
   private rxOf(nodeId: string): Rx {
     let r = this.rx.get(nodeId);
     if (!r) {
-      r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, lastFrameAt: 0 };
+      r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, lastFrameAt: 0, lastDataAt: 0 };
       this.rx.set(nodeId, r);
       this.onPeerTable(nodeId, r.table);
     }
@@ -604,6 +607,7 @@ export class SyncEngine {
       this.count('apply_error');
       this.log_.warn({ err, peer: from.nodeId, body }, 'frame could not be applied');
     }
+    if (body && SEQUENCED.has(body)) rx.lastDataAt = this.clock.now();
   }
 
   /**
@@ -629,6 +633,7 @@ export class SyncEngine {
       this.count('apply_error');
       this.log_.warn({ err, peer: from.nodeId, body: 'upsert' }, 'frame could not be applied');
     }
+    rx.lastDataAt = this.clock.now();
     return true;
   }
 
@@ -965,6 +970,7 @@ export class SyncEngine {
         peerInSync: r.bulkDone && !r.bulkId && (r.lastDigestDiff ?? 0) === 0,
         haveCopy: r.bulkDone,
         lastFrameAgoMs: r.lastFrameAt ? now - r.lastFrameAt : -1,
+        lastDataAgoMs: r.lastDataAt ? now - r.lastDataAt : -1,
         divergentBuckets: r.lastDigestDiff ?? 0,
       };
     });

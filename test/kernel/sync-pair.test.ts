@@ -164,9 +164,16 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     await expectConverged('after churn');
     await sleep(9000); // UDP entries expire on the active
     await expectConverged('after UDP expiry');
+    const mono = () => Number(process.hrtime.bigint()) / 1e6;
+    const t0 = mono();
     const s = (await request(standby.sock, 'stats')) as DaemonStats;
+    const t1 = mono();
     expect(s.inSync).toBe(true);
     expect(s.peers[0].link).toBe('up');
+    // the daemon's clock is this host's CLOCK_MONOTONIC (what bench/sync-ref.ts relies on), and data was applied
+    expect(s.monotonicMs).toBeGreaterThanOrEqual(t0);
+    expect(s.monotonicMs).toBeLessThanOrEqual(t1);
+    expect(s.peers[0].lastDataAgoMs).toBeGreaterThanOrEqual(0);
   });
 
   test('a standby restart ends in the same table (full bulk)', async () => {

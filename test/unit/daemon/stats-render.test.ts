@@ -7,14 +7,14 @@ import type { DaemonStats } from '../../../src/daemon/stats.js';
 import type { PeerStatus } from '../../../src/sync/engine.js';
 
 const path = (s: Partial<PeerStatus>): PeerStatus => ({
-  nodeId: 'fw1', state: 'in_sync', since: 0, link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 220, peerInSync: true, haveCopy: true, lastFrameAgoMs: 40, divergentBuckets: 0, ...s,
+  nodeId: 'fw1', state: 'in_sync', since: 0, link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 220, peerInSync: true, haveCopy: true, lastFrameAgoMs: 40, lastDataAgoMs: 40, divergentBuckets: 0, ...s,
 });
 
 function doc(): DaemonStats {
   const tcp = path({ link: 'down', state: 'down', peerTableSize: 150, lastFrameAgoMs: 12_500 });
   const redis = path({});
   return {
-    node: 'fw2', cluster: 'c', uptimeS: 60, inSync: true,
+    node: 'fw2', cluster: 'c', uptimeS: 60, monotonicMs: 1000, inSync: true,
     kernel: { entries: 0, events: { new: 0, update: 0, destroy: 0, ours: 0 }, overruns: 0, resyncs: 1, lastResyncAgoS: 50, malformed: 0, reads: { wakeups: 0, handoffs: 0, datagrams: 0, quiets: 0 } },
     peers: [{ ...redis, via: 'redis', paths: { tcp, redis }, configured: true }],
     sync: { framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, digests: 0, divergentBuckets: 0, lastSeq: 0 },
@@ -37,6 +37,10 @@ describe('stats with two paths', () => {
     expect(m.get('ctsync_path_link_up')).toEqual([[{ peer: 'fw1', path: 'tcp' }, 0], [{ peer: 'fw1', path: 'redis' }, 1]]);
     expect(m.get('ctsync_path_chosen')).toEqual([[{ peer: 'fw1', path: 'tcp' }, 0], [{ peer: 'fw1', path: 'redis' }, 1]]);
     expect(m.get('ctsync_path_last_frame_seconds')).toEqual([[{ peer: 'fw1', path: 'tcp' }, 12.5], [{ peer: 'fw1', path: 'redis' }, 0.04]]);
+    expect(m.get('ctsync_peer_last_data_seconds')).toEqual([[{ peer: 'fw1' }, 0.04]]);
+    const never = doc();
+    never.peers[0]!.lastDataAgoMs = -1;
+    expect(new Map(collectMetrics(never).map((x) => [x.name, x.samples])).get('ctsync_peer_last_data_seconds')).toEqual([[{ peer: 'fw1' }, -1]]);
     const one = doc();
     delete one.peers[0]!.paths;
     expect(collectMetrics(one).some((x) => x.name.startsWith('ctsync_path_'))).toBe(false);

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import pino from 'pino';
 import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
 import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
-import { systemClock } from '../../../src/state/clock.js';
+import { FakeClock, systemClock, type Clock } from '../../../src/state/clock.js';
 import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
 import { encodeFrame } from '../../../src/wire/envelope.js';
@@ -24,8 +24,8 @@ afterEach(() => {
   for (const e of engines.splice(0)) e.stop();
 });
 
-function node(id: string, transport: MemoryTransport, local = new LocalTable({ clock: systemClock })): Node {
-  const engine = new SyncEngine(opts(id), local, transport, systemClock, log);
+function node(id: string, transport: MemoryTransport, local = new LocalTable({ clock: systemClock }), clock: Clock = systemClock): Node {
+  const engine = new SyncEngine(opts(id), local, transport, clock, log);
   engine.start();
   engines.push(engine);
   return {
@@ -245,5 +245,26 @@ describe('sync engine', () => {
     expect(B.engine.counters.dropped.wrong_cluster).toBe(1);
     expect(B.engine.counters.dropped.bad_payload).toBe(1);
     expect(B.engine.peerTables().get('fw1')?.size ?? 0).toBe(0);
+  });
+
+  test('lastDataAgoMs moves with frames that change the table, not with heartbeats', async () => {
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const clock = new FakeClock(1000);
+    const B = node('fw2', b, undefined, clock);
+    await a.start();
+    await b.start();
+    const fw1 = () => B.engine.status().find((s) => s.nodeId === 'fw1');
+    await until(() => (fw1()?.lastFrameAgoMs ?? -1) >= 0, 'hello');
+    for (let i = 0; i < 10; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'convergence');
+    clock.advance(250);
+    expect(fw1()!.lastDataAgoMs).toBe(250);
+    a.send(encodeFrame({ clusterId: 'test', nodeId: 'fw1', heartbeat: { timeMs: Date.now(), tableSize: 10, intervalMs: 500 } }));
+    await until(() => fw1()!.lastFrameAgoMs === 0, 'heartbeat');
+    expect(fw1()!.lastDataAgoMs).toBe(250);
+    A.event('destroy', tcp(3));
+    await until(converged(A, B, 'fw1'), 'delete');
+    expect(fw1()!.lastDataAgoMs).toBe(0);
   });
 });

@@ -12,7 +12,7 @@ function stub(peers: Record<string, Partial<PeerStatus>>) {
   const engine = {
     status: () =>
       Object.entries(peers).map(([nodeId, s]) => ({
-        nodeId, state: 'in_sync', since: 0, link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: true, haveCopy: true, lastFrameAgoMs: 10, divergentBuckets: 0, ...s,
+        nodeId, state: 'in_sync', since: 0, link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: true, haveCopy: true, lastFrameAgoMs: 10, lastDataAgoMs: 10, divergentBuckets: 0, ...s,
       }) as PeerStatus),
     peerTables: () => tables,
     changed: (k: string) => calls.push(`changed ${k}`),
