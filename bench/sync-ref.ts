@@ -205,7 +205,8 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
     const peer = pair;
     const quietLink = () => waitLinkQuiet(() => linkCounters(lab, topo.act, topo.actIf), { windowMs: 500, maxBytes: 2048, stepMs: 50, timeoutMs: 30_000 });
     // ctsync only: the active's own counters beside the standby's first answer, to tell which daemon was behind
-    const ctsyncStats = (pair as Partial<CtsyncPair>).stats;
+    const ctsync = pair as Partial<CtsyncPair>;
+    const ctsyncStats = ctsync.stats;
     const activeCounts = async () => {
       if (!ctsyncStats) return undefined;
       const s = await ctsyncStats('active');
@@ -238,7 +239,7 @@ async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, 
       const a = await actAtFirst;
       const actFirst = a && act0 && { handled: a.handled - act0.handled, sent: a.sent - act0.sent };
       // ctsync: when the standby applied its last data frame, on its own clock, from the last insert
-      const dataAt = (pair as Partial<CtsyncPair>).lastDataAtMonoMs?.();
+      const dataAt = ctsync.lastDataAtMonoMs?.();
       const standbyClockMs = dataAt === undefined ? NaN : dataAt - b.lastInsertMonoMs;
       return { b, poll, first, actFirst, standbyClockMs };
     };

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Conntrack, encodeBatches, encodeCreate, SeqRange, writeReport, type WriteReport, type WriteResult } from '../../src/kernel/conntrack.js';
 import { DEFAULT_WRITE_POLICY } from '../../src/kernel/write-rules.js';
+import { monotonicMs } from '../../src/state/clock.js';
 import type { Flow } from '../../src/kernel/types.js';
 import type { Lab } from '../../src/lab/netns.js';
 import { assertNoHostOverlap, LAB_V4_BASE } from '../../src/lab/topology.js';
@@ -161,7 +162,7 @@ export async function burst(ns: string, n: number, offset = 0): Promise<BurstRes
     const firstInsertAt = performance.now();
     const errnos = await ct.sendEncoded(batches);
     const lastInsertAt = performance.now();
-    const lastInsertMonoMs = Number(process.hrtime.bigint()) / 1e6;
+    const lastInsertMonoMs = monotonicMs();
     let created = 0;
     for (const errno of errnos) if (errno === 0) created++;
     const report = () => writeReport(errnos.map((errno): WriteResult => (errno === 0 ? { outcome: 'created' } : { outcome: 'failed', errno })), lastInsertAt - firstInsertAt);

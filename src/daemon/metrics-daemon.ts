@@ -12,7 +12,7 @@ export function collectMetrics(s: DaemonStats): Metric[] {
     g('peer_link_up', '1 while the link to the peer is up', peer((p) => (p.link === 'up' ? 1 : 0))),
     g('peer_unacked_frames', 'Frames sent to the peer and not yet acknowledged: how far behind it is', peer((p) => p.unackedFrames)),
     g('peer_lag_seconds', 'Age of the oldest frame the peer has not acknowledged', peer((p) => p.oldestUnackedMs / 1000)),
-    g('peer_last_data_seconds', 'Time since a frame that changes the peer\'s table here (upsert, delete, refresh, bulk) was applied, -1 if never', peer((p) => (p.lastDataAgoMs < 0 ? -1 : p.lastDataAgoMs / 1000))),
+    g('peer_last_data_seconds', 'Time since a frame that changes the peer\'s table here (upsert, delete, refresh, bulk, repair) was applied, -1 if never', peer((p) => (p.lastDataAgoMs < 0 ? -1 : p.lastDataAgoMs / 1000))),
     // transport both: each path's own link and how long since it heard from the peer
     ...(s.peers.some((p) => p.paths)
       ? [

@@ -1,7 +1,7 @@
 // The daemon's state as one JSON document: what `ctsync stats` shows and metrics are derived from.
 import type { Daemon } from './daemon.js';
 import type { MergedPeerStatus } from '../sync/paths.js';
-import { systemClock } from '../state/clock.js';
+import { monotonicMs as hostMonotonicMs, systemClock } from '../state/clock.js';
 
 import type { WarmStats } from '../state/warm.js';
 
@@ -42,7 +42,7 @@ export function buildStats(d: Daemon): DaemonStats {
   const configured = new Set(d.cfg.peers.map((p) => p.id));
   const status = d.sync.status();
   for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, lastDataAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
-  const monotonicMs = Number(process.hrtime.bigint()) / 1e6;
+  const monotonicMs = hostMonotonicMs();
   // lastDataAgoMs keeps µs: with monotonicMs it tells a bench when the last change landed, to well under a ms
   const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), lastDataAgoMs: Math.round(p.lastDataAgoMs * 1000) / 1000, configured: configured.has(p.nodeId) }));
   const ts = d.transports.map((t) => t.stats());

@@ -10,6 +10,14 @@ export const systemClock: Clock = {
   now: () => performance.now(),
 };
 
+/**
+ * The host's CLOCK_MONOTONIC in ms (process.hrtime): the same in every process on this host, so a stats answer and
+ * a tool reading it can compare moments without the answer's own delay.
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /** A clock that moves only when told to (tests, simulations). */
 export class FakeClock implements Clock {
   constructor(private t = 0) {}

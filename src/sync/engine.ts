@@ -593,7 +593,8 @@ export class SyncEngine {
     rx.lastFrameAt = this.clock.now();
     if (env.ack) this.onAck(from.nodeId, env.ack);
     const body = env.body;
-    if (body && SEQUENCED.has(body)) {
+    const sequenced = !!body && SEQUENCED.has(body);
+    if (sequenced) {
       const seq = env.seq;
       if (!(seq > rx.lastSeq)) {
         this.count('replayed');
@@ -607,7 +608,7 @@ export class SyncEngine {
       this.count('apply_error');
       this.log_.warn({ err, peer: from.nodeId, body }, 'frame could not be applied');
     }
-    if (body && SEQUENCED.has(body)) rx.lastDataAt = this.clock.now();
+    if (sequenced) rx.lastDataAt = this.clock.now();
   }
 
   /**
