@@ -103,7 +103,7 @@ export class Daemon {
       this.mirror.onEventsLost = () => warm.eventsLost();
     }
     // the end of a burst of kernel events: its changes go out now rather than at the engine's next 1 ms check
-    this.mirror.onQuiet = () => this.sync.flush();
+    this.mirror.onQuiet = () => this.sync.quiet();
     // timeouts the kernel refreshed silently, found by any dump-and-diff
     this.mirror.onDrift = (drift) => this.sync.sendRefreshes(drift);
     this.mirror.onChange = (key, change, _ev, slot) => {

@@ -153,6 +153,8 @@ export class SyncEngine {
   private batchOpenedAt = 0;
   private changes = 0;
   private changesAtCheck = 0;
+  /** Changes the last flush sent: a small one means changes trickle in (see quiet()). */
+  private lastFlushEntries = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly rx = new Map<string, Rx>();
   private readonly tx = new Map<string, Tx>();
@@ -243,13 +245,31 @@ export class SyncEngine {
    */
   private readonly flushCheck = (): void => {
     this.flushTimer = undefined;
-    if (this.changes === this.changesAtCheck || this.dirty.size + this.queued.length >= this.perFrame || this.clock.now() - this.batchOpenedAt >= this.opts.coalesceMs) {
+    const pending = this.dirty.size + this.queued.length;
+    const age = this.clock.now() - this.batchOpenedAt;
+    const trickle = this.trickle(pending);
+    if ((this.changes === this.changesAtCheck && !trickle) || pending >= this.perFrame || age >= this.opts.coalesceMs) {
       this.flush();
       return;
     }
     this.changesAtCheck = this.changes;
-    if (!this.stopped) this.flushTimer = setTimeout(this.flushCheck, QUIET_MS);
+    if (!this.stopped) this.flushTimer = setTimeout(this.flushCheck, trickle ? Math.max(QUIET_MS, this.opts.coalesceMs - age) : QUIET_MS);
   };
+
+  /**
+   * Kernel events paused (sync.quiet): the end of a burst goes out now. A trickle does not: a few changes while the
+   * last frame was also small wait for company until the batch is coalesceMs old, since a frame costs far more than
+   * an entry on both nodes (a TLS record, a wake-up of each, a standby apply).
+   */
+  quiet(): void {
+    if (this.flushTimer && !this.trickle(this.dirty.size + this.queued.length)) this.flush();
+  }
+
+  /** Whether `pending` changes are a trickle: few, and the frame before them was small too. */
+  private trickle(pending: number): boolean {
+    const small = this.perFrame >> 3;
+    return pending < small && this.lastFlushEntries < small;
+  }
 
   /** Send every pending change now (also before a digest, so the digest covers exactly what was sent). */
   flush(): void {
@@ -285,6 +305,7 @@ export class SyncEngine {
       marks[slot] = 0;
     }
     this.queued = [];
+    this.lastFlushEntries = upKeys.length + dels.length;
     this.sendCurrent(upKeys, upSlots, dels, { reborn });
   }
 

@@ -367,6 +367,12 @@ describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway n
     execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script]);
   }
 
+  /** Creates one UDP entry with conntrack(8) without blocking this thread. */
+  async function lone(): Promise<void> {
+    const b = net++;
+    await promisify(execFile)('ip', ['netns', 'exec', ns, 'conntrack', '-I', '-p', 'udp', '-s', `10.8.${b}.1`, '-d', `10.9.${b}.1`, '--sport', '1000', '--dport', '53', '-t', '60']);
+  }
+
   beforeAll(() => {
     execFileSync('ip', ['netns', 'add', ns]);
   });
@@ -446,6 +452,32 @@ describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway n
     for (let i = 1; i < atQuiet.length; i++) expect(atQuiet[i]).toBeGreaterThan(atQuiet[i - 1]!);
     expect(s.stats.quiets).toBe(atQuiet.length);
     expect(s.stats.quiets).toBeLessThanOrEqual(s.stats.wakeups);
+    s.close();
+  });
+
+  it('settleUs: a lone event reaches JS together with its quiet, in one turn of the loop (one wake-up, not two)', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, settleUs: 200 }));
+    const seen = newWalk();
+    let turnBetween = 0; // quiets that came after the loop had a turn since their data
+    let pendingTurn = false;
+    let quiets = 0;
+    s.onData = (b) => {
+      walk(b, seen);
+      pendingTurn = false;
+      setImmediate(() => (pendingTurn = true));
+    };
+    s.onQuiet = () => {
+      quiets++;
+      if (pendingTurn) turnBetween++;
+    };
+    for (let i = 1; i <= 5; i++) {
+      await lone(); // async: this thread is free to take the event the moment the reader hands it over
+      await until(() => quiets === i && seen.messages === i, `the quiet of lone event ${i}`);
+    }
+    expect(turnBetween).toBe(0);
+    expect(s.stats.batches).toBe(5); // one handoff per event
+    expect(s.stats.wakeups).toBe(5);
+    expect(s.stats.quiets).toBe(5);
     s.close();
   });
 
