@@ -19,8 +19,8 @@ export interface SyncOptions {
   nodeId: string;
   clusterId: string;
   /**
-   * Longest time (ms) a change waits to be batched with others into one frame. A batch goes out earlier once changes
-   * pause for QUIET_MS (the end of a burst, or a lone change) or once it fills a frame.
+   * Longest time (ms) a change waits to be batched with others into one frame. A batch goes out earlier once it
+   * fills a frame, or once changes pause (quiet(), or QUIET_MS on the timer) unless they trickle (see trickle()).
    */
   coalesceMs: number;
   /** Digest exchange period (ms); 0 disables anti-entropy. */
@@ -239,9 +239,9 @@ export class SyncEngine {
   }
 
   /**
-   * Every QUIET_MS while a batch is open: send it when no change came since the last check (a burst ended, or a
-   * lone change), when it fills a frame, or when it is coalesceMs old; otherwise look again. A steady stream of
-   * changes thus still goes out in coalesceMs batches, while the tail of a burst waits ~QUIET_MS, not coalesceMs.
+   * Every QUIET_MS while a batch is open: send it when no change came since the last check (a burst ended), when it
+   * fills a frame, or when it is coalesceMs old; otherwise look again (a trickle: once it is coalesceMs old). A steady
+   * stream of changes thus still goes out in coalesceMs batches, while the tail of a burst waits ~QUIET_MS.
    */
   private readonly flushCheck = (): void => {
     this.flushTimer = undefined;
