@@ -9,11 +9,10 @@
 // Idle: CPU per second of both daemons over 5 s without traffic, after 3 s of settling. Never a test: figures only.
 import { performance } from 'node:perf_hooks';
 import { Lab } from '../src/lab/netns.js';
-import { Conntrack, encodeBatches, encodeCreate, SeqRange, type Datagram } from '../src/kernel/conntrack.js';
-import { DEFAULT_WRITE_POLICY } from '../src/kernel/write-rules.js';
+import { Conntrack, SeqRange, type Datagram } from '../src/kernel/conntrack.js';
 import { conntrackdPair } from './ref/conntrackd.js';
 import { ctsyncPair, type CtsyncPair } from './ref/ctsync.js';
-import { burstFlows, cpuMainOther, cpuSeconds, pollUntil, sleep, type SyncPairFactory } from './ref/harness.js';
+import { burstFlows, cpuMainOther, cpuSeconds, createDatagrams, pollUntil, sleep, type SyncPairFactory } from './ref/harness.js';
 
 const IMPLS: Record<string, SyncPairFactory> = { conntrackd: conntrackdPair, ctsync: ctsyncPair };
 
@@ -52,7 +51,7 @@ async function measure(impl: string, rate: number, seconds: number, prefix: stri
       const seqs = new SeqRange();
       const step = rate / 1000;
       const groups: Datagram[][] = [];
-      for (let i = 0; i < n; i += step) groups.push(encodeBatches(flows.slice(i, i + step), (w, f, s, a) => encodeCreate(w, f, DEFAULT_WRITE_POLICY, s, a), seqs));
+      for (let i = 0; i < n; i += step) groups.push(createDatagrams(flows.slice(i, i + step), seqs));
       const ctsync = impl === 'ctsync' ? (pair as CtsyncPair) : undefined;
       const frames0 = ctsync ? (await ctsync.stats('active')).sync.framesOut : 0;
       const a0 = cpuSeconds(pair.activePid);

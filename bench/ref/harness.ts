@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Conntrack, encodeBatches, encodeCreate, SeqRange, writeReport, type WriteReport, type WriteResult } from '../../src/kernel/conntrack.js';
+import { Conntrack, encodeBatches, encodeCreate, SeqRange, writeReport, type Datagram, type WriteReport, type WriteResult } from '../../src/kernel/conntrack.js';
 import { DEFAULT_WRITE_POLICY } from '../../src/kernel/write-rules.js';
 import { monotonicMs } from '../../src/state/clock.js';
 import type { Flow } from '../../src/kernel/types.js';
@@ -156,7 +156,7 @@ export interface BurstResult {
  * the first poll of the standby sent that poll out 4-25 ms late (third to seventh sessions), for either daemon.
  */
 export async function burst(ns: string, n: number, offset = 0): Promise<BurstResult> {
-  const batches = encodeBatches(burstFlows(n, offset), (w, f, seq, ack) => encodeCreate(w, f, DEFAULT_WRITE_POLICY, seq, ack), new SeqRange());
+  const batches = createDatagrams(burstFlows(n, offset));
   const ct = new Conntrack({ netns: ns });
   try {
     const firstInsertAt = performance.now();
@@ -170,6 +170,11 @@ export async function burst(ns: string, n: number, offset = 0): Promise<BurstRes
   } finally {
     ct.close();
   }
+}
+
+/** Netlink datagrams creating `flows` (the default write policy), numbered from `seqs`: sendEncoded() sends them. */
+export function createDatagrams(flows: Flow[], seqs = new SeqRange()): Datagram[] {
+  return encodeBatches(flows, (w, f, seq, ack) => encodeCreate(w, f, DEFAULT_WRITE_POLICY, seq, ack), seqs);
 }
 
 /** Entries in ns's kernel table (per-namespace nf_conntrack_count: no dump needed). */
