@@ -184,6 +184,17 @@ export class Daemon {
     await this.mirror.resync('purge').catch(() => {});
   }
 
+  private readinessQueued = false;
+  /** Re-check readiness once the current callback (an engine's frame, an HA transition) has returned. */
+  private readinessSoon(): void {
+    if (this.readinessQueued) return;
+    this.readinessQueued = true;
+    setImmediate(() => {
+      this.readinessQueued = false;
+      this.updateReadiness();
+    });
+  }
+
   /** Feed readiness back into VRRP through the track file, on every change. */
   private updateReadiness(): void {
     const r = readiness(
@@ -215,9 +226,10 @@ export class Daemon {
     await this.control.start();
     if (this.cfg.metrics.listen) this.metrics = await serveMetrics(this.cfg.metrics.listen, () => collectMetrics(this.stats()));
     this.updateReadiness();
-    const ready = setInterval(() => this.updateReadiness(), 250);
-    ready.unref();
-    this.timers.push(ready);
+    // changes of a peer's state or of the role come as events; the clock's part (ha.maxLinkDown) is checked about
+    // once a second, on the sync engine's heartbeat wake-up rather than a timer of its own
+    for (const p of this.sync.paths) p.engine.onStatusChange = () => this.readinessSoon();
+    this.sync.primary.onChores = () => this.updateReadiness();
     if (this.cfg.sync.refreshInterval > 0) {
       const t = setInterval(() => void this.refresh(), this.cfg.sync.refreshInterval);
       t.unref();
@@ -238,6 +250,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    for (const p of this.sync.paths) p.engine.onStatusChange = () => {}; // the track file keeps its last word
     if (this.purgeTimer) clearTimeout(this.purgeTimer);
     this.warm?.stop();
     this.sync.stop();
@@ -281,7 +294,7 @@ export class Daemon {
         const t = args.transition as Transition | undefined;
         if (!t || !['MASTER', 'BACKUP', 'FAULT', 'STOP'].includes(t.state)) throw new ControlError('CTS_ERR_CONTROL_ARGS', 'ha needs { transition: { state: MASTER|BACKUP|FAULT|STOP } }');
         const forkedAt = typeof args.forkedAt === 'number' ? args.forkedAt : undefined;
-        return this.ha.apply(t, String(args.source ?? 'cli'), forkedAt, (d, n) => progress(d, n, 'commit'));
+        return this.ha.apply(t, String(args.source ?? 'cli'), forkedAt, (d, n) => progress(d, n, 'commit')).finally(() => this.readinessSoon());
       })
       .handle('commit', (_args, progress) => this.commit((d, n) => progress(d, n, 'commit')))
       .handle('flush', async (args) => {

@@ -123,6 +123,7 @@ export class TcpTransport implements Transport {
   private status: TcpTransportStatus = 'idle';
   private server?: net.Server;
   private tickTimer?: unknown;
+  private tickAt = 0;
   private boot = 0;
   private dialSeq = 0;
   private nextConnId = 1;
@@ -217,7 +218,6 @@ export class TcpTransport implements Transport {
       // The lower id dials at once; the higher one waits a little so simultaneous dials rarely cross.
       this.scheduleDial(p, this.staggerFor(p));
     }
-    this.armTick();
   }
 
   async stop(): Promise<void> {
@@ -430,6 +430,7 @@ export class TcpTransport implements Transport {
       decoder: new LinkFrameDecoder(this.opts.maxFrameBytes, (type, payload) => this.onLinkFrame(c, type, payload)),
     };
     this.conns.add(c);
+    this.tickBy(this.dueOf(c));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       if (c.closed) return;
@@ -469,6 +470,7 @@ export class TcpTransport implements Transport {
     const address = `${socket.remoteAddress}:${socket.remotePort}`;
     const c = this.newConn(socket, 'inbound', address, -1);
     c.securedAt = this.clock.now(); // the server hands us sockets only after the handshake
+    this.tickBy(this.dueOf(c));
   }
 
   private dial(p: PeerSlot, index: number): void {
@@ -487,6 +489,7 @@ export class TcpTransport implements Transport {
       c.securedAt = this.clock.now();
       this.writeControl(c, LinkFrame.Hello, this.helloFor(c.key!.seq));
       c.helloSent = true;
+      this.tickBy(this.dueOf(c));
     });
   }
 
@@ -605,6 +608,7 @@ export class TcpTransport implements Transport {
     }
     c.up = true;
     p.conn = c;
+    this.tickBy(this.dueOf(c));
     p.plan.succeed();
     this.cancelDial(p);
     p.dialTimer = undefined;
@@ -721,47 +725,49 @@ export class TcpTransport implements Transport {
     this.safeCall('onDrain', () => this.onDrain());
   }
 
-  private tickMs(): number {
-    const o = this.opts;
-    return Math.max(5, Math.floor(Math.min(o.heartbeatMs, o.deadAfterMs, o.helloTimeoutMs, o.connectTimeoutMs) / 4));
-  }
-
-  private armTick(): void {
+  /**
+   * One timer for every connection, armed for the soonest thing due (dueOf) rather than ticking, so an idle link
+   * wakes the daemon only when a heartbeat or a deadline needs it; none while there is no connection.
+   */
+  private tickBy(at: number): void {
+    if (this.status !== 'running' || (this.tickTimer !== undefined && this.tickAt <= at)) return;
+    if (this.tickTimer !== undefined) this.clock.clearTimeout(this.tickTimer);
+    this.tickAt = at;
     this.tickTimer = this.clock.setTimeout(() => {
       this.tickTimer = undefined;
-      if (this.status !== 'running') return;
       this.tick();
-      this.armTick();
-    }, this.tickMs());
+    }, Math.max(1, at - this.clock.now()));
   }
 
-  /** One timer for every connection: heartbeats, link-down detection, connect and hello deadlines. */
+  /** When a connection next needs looking at: its connect or hello deadline; once up, a heartbeat or link-down check. */
+  private dueOf(c: Conn): number {
+    const o = this.opts;
+    if (!c.securedAt) return c.openedAt + o.connectTimeoutMs;
+    if (!c.up) return c.securedAt + o.helloTimeoutMs;
+    return Math.min(c.lastRx + o.deadAfterMs, c.lastTx + o.heartbeatMs);
+  }
+
+  /** Connect and hello deadlines, link-down detection, and a heartbeat on a link nothing was written to for heartbeatMs. */
   private tick(): void {
     const now = this.clock.now();
     const o = this.opts;
+    let next = Infinity;
     for (const c of [...this.conns]) {
       if (c.closed) continue;
-      if (!c.securedAt) {
-        if (now - c.openedAt > o.connectTimeoutMs) {
+      if (now >= this.dueOf(c)) {
+        if (!c.securedAt) {
           if (c.peer) countReason(c.peer.errors, 'connect_timeout');
           this.closeConn(c, 'connect_timeout');
-        }
-        continue;
-      }
-      if (!c.up) {
-        if (now - c.securedAt > o.helloTimeoutMs) {
+        } else if (!c.up) {
           if (c.peer) this.refusePeer(c.peer, 'hello_timeout', { address: c.address, helloTimeoutMs: o.helloTimeoutMs });
           else this.refuseGlobal('hello_timeout', { address: c.address, helloTimeoutMs: o.helloTimeoutMs });
           this.closeConn(c, 'hello_timeout');
-        }
-        continue;
+        } else if (now - c.lastRx >= o.deadAfterMs) this.closeConn(c, 'dead');
+        else this.writeControl(c, LinkFrame.Heartbeat);
       }
-      if (now - c.lastRx > o.deadAfterMs) {
-        this.closeConn(c, 'dead');
-        continue;
-      }
-      if (now - c.lastTx >= o.heartbeatMs - this.tickMs()) this.writeControl(c, LinkFrame.Heartbeat);
+      if (!c.closed) next = Math.min(next, this.dueOf(c));
     }
+    if (next !== Infinity) this.tickBy(next);
   }
 }
 

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { LinkFrame, LinkFrameDecoder, encodeLinkFrame } from '../../../src/transport/tcp/framing.js';
 import { LINK_PROTOCOL_VERSION, encodeHello } from '../../../src/transport/tcp/hello.js';
 import { PSK_CIPHERS, TcpTransport, loadPsk } from '../../../src/transport/tcp/index.js';
+import { systemClock, type Clock } from '../../../src/transport/types.js';
 import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
 import { record, waitFor } from '../../contract/transport-contract.js';
 
@@ -17,7 +18,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function setup() {
+async function setup(clock?: Clock) {
   dir = tempDir();
   const pskFile = freshPskFile(dir.dir);
   const b = new TcpTransport({
@@ -29,6 +30,7 @@ async function setup() {
     heartbeatMs: 50,
     deadAfterMs: 200,
     helloTimeoutMs: 200,
+    ...(clock ? { clock } : {}),
   });
   cleanups.push(() => b.stop());
   const rb = record(b);
@@ -68,6 +70,25 @@ describe('liveness', () => {
       s.write(hb);
       await new Promise((r) => setTimeout(r, 50));
     }
+    expect(rb.state('fw-a')).toBe('up');
+  });
+
+  it('wakes for heartbeats and deadlines only, not on a fixed tick', async () => {
+    // An idle daemon's CPU is its wake-ups: an up link should arm its timer once per heartbeat it sends.
+    const armed: number[] = [];
+    const { rb, s, received } = await setup({ ...systemClock, setTimeout: (fn, ms) => (armed.push(ms), systemClock.setTimeout(fn, ms)) });
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    const hb = Buffer.concat(encodeLinkFrame(LinkFrame.Heartbeat));
+    const [armedAtUp, beatsAtUp] = [armed.length, received.length];
+    for (let i = 0; i < 16; i++) {
+      s.write(hb); // the peer stays alive: only our own heartbeats are due
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const beats = received.length - beatsAtUp;
+    expect(beats).toBeGreaterThan(0);
+    // a 50 ms heartbeat used to ride on a 12 ms tick (four wake-ups per beat); now one per beat (two spare: beats still in flight)
+    expect(armed.length - armedAtUp).toBeLessThanOrEqual(beats + 2);
     expect(rb.state('fw-a')).toBe('up');
   });
 
