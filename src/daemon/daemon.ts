@@ -57,6 +57,9 @@ export class Daemon {
       netns: cfg.kernel.netns,
       rcvbuf: cfg.kernel.eventBuffer,
       ...(cfg.sync.quiet > 0 ? { settleUs: Math.max(1, Math.round(cfg.sync.quiet * 1000)) } : {}),
+      // a trickle of events is read (and sent) in batches at most sync.coalesce apart: a frame and a wake-up of
+      // each thread per batch rather than per change
+      ...(cfg.sync.quiet > 0 && cfg.sync.coalesce > 0 ? { holdUs: Math.min(100_000, Math.round(cfg.sync.coalesce * 1000)) } : {}),
       filter: synced,
       // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
       ...(cfg.commit.warm ? { exclude: (key: string) => this.warm!.holds(key) } : {}),
@@ -102,8 +105,9 @@ export class Daemon {
       this.mirror.onForeignDestroy = (k) => warm.destroyed(k);
       this.mirror.onEventsLost = () => warm.eventsLost();
     }
-    // the end of a burst of kernel events: its changes go out now rather than at the engine's next 1 ms check
-    this.mirror.onQuiet = () => this.sync.quiet();
+    // the end of a burst of kernel events, or of what a trickle brought in one hold (holdUs, above): its
+    // changes go out now, as one frame, rather than at the engine's next 1 ms check
+    this.mirror.onQuiet = () => this.sync.flush();
     // timeouts the kernel refreshed silently, found by any dump-and-diff
     this.mirror.onDrift = (drift) => this.sync.sendRefreshes(drift);
     this.mirror.onChange = (key, change, _ev, slot) => {

@@ -73,6 +73,12 @@ export interface NetfilterSocketOptions {
    */
   gatherUs?: number;
   /**
+   * After the reader thread handed over a lone change (with its quiet), it waits this many microseconds before
+   * reading again, so a trickle of changes reaches JS a few at a time, one wake-up of each thread per hold rather
+   * than per change. 0..100000, default 0 (read as soon as the next change comes).
+   */
+  holdUs?: number;
+  /**
    * Have the binding walk each read's messages and read NEW conntrack events of the plain form (ct-records.ts):
    * onData then gets their count and the bytes skipped as malformed, the records are in `records`.
    */
@@ -104,6 +110,7 @@ interface NativeOptions {
   readerThread?: boolean;
   readAhead?: number;
   gatherUs?: number;
+  holdUs?: number;
   ctScan?: Uint32Array;
 }
 
@@ -234,6 +241,7 @@ export class NetfilterSocket {
     checkInt('settleUs', opts.settleUs, 0, 100_000);
     checkInt('readAhead', opts.readAhead, READ_AHEAD_MIN, READ_AHEAD_MAX);
     checkInt('gatherUs', opts.gatherUs, 0, 10_000);
+    checkInt('holdUs', opts.holdUs, 0, 100_000);
     for (const g of opts.groups ?? []) checkInt('groups[]', g, 1, 0xffffffff);
     const Native = loadNative();
 
@@ -248,6 +256,7 @@ export class NetfilterSocket {
     if (opts.readerThread === true) nativeOpts.readerThread = true;
     if (opts.readAhead !== undefined) nativeOpts.readAhead = opts.readAhead;
     if (opts.gatherUs !== undefined) nativeOpts.gatherUs = opts.gatherUs;
+    if (opts.holdUs !== undefined) nativeOpts.holdUs = opts.holdUs;
     if (opts.ctScan === true) this.records = nativeOpts.ctScan = new Uint32Array(nativeOpts.maxPerWakeup! * REC_STRIDE);
     if (opts.settleUs !== undefined) {
       nativeOpts.settleUs = opts.settleUs;

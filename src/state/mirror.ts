@@ -15,6 +15,8 @@ export interface MirrorOptions {
   rcvbuf?: number;
   /** Microseconds the event stream must stay empty after events before onQuiet (NetfilterSocketOptions.settleUs). */
   settleUs?: number;
+  /** Microseconds a trickle of events may queue up in the kernel between reads (NetfilterSocketOptions.holdUs). */
+  holdUs?: number;
   /**
    * Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. When it
    * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
@@ -92,6 +94,7 @@ export class KernelMirror {
       keyOfPlain: keyFromPlain,
       ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}),
       settleUs: opts.settleUs,
+      ...(opts.holdUs ? { holdUs: opts.holdUs } : {}),
     });
     this.events.onQuiet = () => this.onQuiet();
     this.ct = new Conntrack({ netns: opts.netns });

@@ -19,8 +19,9 @@ export interface SyncOptions {
   nodeId: string;
   clusterId: string;
   /**
-   * Longest time (ms) a change waits to be batched with others into one frame. A batch goes out earlier once it
-   * fills a frame, or once changes pause (quiet(), or QUIET_MS on the timer) unless they trickle (see trickle()).
+   * Longest time (ms) a change waits to be batched with others into one frame. A batch goes out earlier once changes
+   * pause for QUIET_MS (the end of a burst, or a lone change) or once it fills a frame. (The daemon also sends a
+   * batch at each quiet of the kernel's event stream, whose reader gathers a trickle for up to coalesceMs.)
    */
   coalesceMs: number;
   /** Digest exchange period (ms); 0 disables anti-entropy. */
@@ -157,8 +158,6 @@ export class SyncEngine {
   private batchOpenedAt = 0;
   private changes = 0;
   private changesAtCheck = 0;
-  /** Changes the last flush sent: a small one means changes trickle in (see quiet()). */
-  private lastFlushEntries = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly rx = new Map<string, Rx>();
   private readonly tx = new Map<string, Tx>();
@@ -257,37 +256,19 @@ export class SyncEngine {
   }
 
   /**
-   * Every QUIET_MS while a batch is open: send it when no change came since the last check (a burst ended), when it
-   * fills a frame, or when it is coalesceMs old; otherwise look again (a trickle: once it is coalesceMs old). A steady
-   * stream of changes thus still goes out in coalesceMs batches, while the tail of a burst waits ~QUIET_MS.
+   * Every QUIET_MS while a batch is open: send it when no change came since the last check (a burst ended, or a
+   * lone change), when it fills a frame, or when it is coalesceMs old; otherwise look again. A steady stream of
+   * changes thus still goes out in coalesceMs batches, while the tail of a burst waits ~QUIET_MS, not coalesceMs.
    */
   private readonly flushCheck = (): void => {
     this.flushTimer = undefined;
-    const pending = this.dirty.size + this.queued.length;
-    const age = this.clock.now() - this.batchOpenedAt;
-    const trickle = this.trickle(pending);
-    if ((this.changes === this.changesAtCheck && !trickle) || pending >= this.perFrame || age >= this.opts.coalesceMs) {
+    if (this.changes === this.changesAtCheck || this.dirty.size + this.queued.length >= this.perFrame || this.clock.now() - this.batchOpenedAt >= this.opts.coalesceMs) {
       this.flush();
       return;
     }
     this.changesAtCheck = this.changes;
-    if (!this.stopped) this.flushTimer = setTimeout(this.flushCheck, trickle ? Math.max(QUIET_MS, this.opts.coalesceMs - age) : QUIET_MS);
+    if (!this.stopped) this.flushTimer = setTimeout(this.flushCheck, QUIET_MS);
   };
-
-  /**
-   * Kernel events paused (sync.quiet): the end of a burst goes out now. A trickle does not: a few changes while the
-   * last frame was also small wait for company until the batch is coalesceMs old, since a frame costs far more than
-   * an entry on both nodes (a TLS record, a wake-up of each, a standby apply).
-   */
-  quiet(): void {
-    if (this.flushTimer && !this.trickle(this.dirty.size + this.queued.length)) this.flush();
-  }
-
-  /** Whether `pending` changes are a trickle: few, and the frame before them was small too. */
-  private trickle(pending: number): boolean {
-    const small = this.perFrame >> 3;
-    return pending < small && this.lastFlushEntries < small;
-  }
 
   /** Send every pending change now (also before a digest, so the digest covers exactly what was sent). */
   flush(): void {
@@ -323,7 +304,6 @@ export class SyncEngine {
       marks[slot] = 0;
     }
     this.queued = [];
-    this.lastFlushEntries = upKeys.length + dels.length;
     this.sendCurrent(upKeys, upSlots, dels, { reborn });
   }
 

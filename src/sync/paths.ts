@@ -55,11 +55,6 @@ export class SyncPaths {
     for (const p of this.paths) p.engine.flush();
   }
 
-  /** Kernel events paused: see SyncEngine.quiet. */
-  quiet(): void {
-    for (const p of this.paths) p.engine.quiet();
-  }
-
   async bulk(): Promise<void> {
     await Promise.all(this.paths.map((p) => p.engine.bulk()));
   }

@@ -481,6 +481,26 @@ describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway n
     s.close();
   });
 
+  it('holdUs: after a lone event the thread lets a trickle queue up, and hands it over a batch per hold, each with its quiet', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, settleUs: 200, holdUs: 50_000 }));
+    const seen = newWalk();
+    const atQuiet: number[] = [];
+    s.onData = (b) => walk(b, seen);
+    s.onQuiet = () => atQuiet.push(seen.messages);
+    // 20 lone events a few ms apart: without the hold each is a handoff of its own (see the test above)
+    for (let i = 0; i < 20; i++) {
+      await lone();
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await until(() => atQuiet.at(-1) === 20, 'the quiet after the 20th event');
+    // the first goes at once; the rest come in holds of 50 ms, however slowly this machine ran the loop above
+    expect(atQuiet[0]).toBe(1);
+    expect(s.stats.batches).toBeLessThan(10);
+    expect(s.stats.batches).toBe(atQuiet.length); // each handoff carries its quiet
+    expect(s.stats.quiets).toBe(atQuiet.length);
+    s.close();
+  });
+
   it('close() from inside onData stops the thread; nothing is delivered after it', async () => {
     const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, batch: 4, maxPerWakeup: 8 }));
     let calls = 0;
