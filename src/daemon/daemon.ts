@@ -58,8 +58,8 @@ export class Daemon {
       rcvbuf: cfg.kernel.eventBuffer,
       ...(cfg.sync.quiet > 0 ? { settleUs: Math.max(1, Math.round(cfg.sync.quiet * 1000)) } : {}),
       // a trickle of events is read (and sent) in batches at most sync.coalesce apart: a frame and a wake-up of
-      // each thread per batch rather than per change
-      ...(cfg.sync.quiet > 0 && cfg.sync.coalesce > 0 ? { holdUs: Math.min(100_000, Math.round(cfg.sync.coalesce * 1000)) } : {}),
+      // each thread per batch rather than per change (the reader holds only where it reports quiets)
+      holdUs: Math.min(100_000, Math.round(cfg.sync.coalesce * 1000)),
       filter: synced,
       // a warm standby's entries are the peers' flows, not ours: they must not go back to the peer as ours
       ...(cfg.commit.warm ? { exclude: (key: string) => this.warm!.holds(key) } : {}),

@@ -94,7 +94,7 @@ export class KernelMirror {
       keyOfPlain: keyFromPlain,
       ...(opts.rcvbuf ? { rcvbuf: opts.rcvbuf } : {}),
       settleUs: opts.settleUs,
-      ...(opts.holdUs ? { holdUs: opts.holdUs } : {}),
+      holdUs: opts.holdUs,
     });
     this.events.onQuiet = () => this.onQuiet();
     this.ct = new Conntrack({ netns: opts.netns });
