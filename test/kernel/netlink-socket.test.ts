@@ -501,6 +501,26 @@ describe.runIf(isRoot)('NetfilterSocket with the reader thread, in a throwaway n
     s.close();
   });
 
+  it('holdUs: a hold that gathered more than one read (batch) hands it all over with one quiet and holds again', async () => {
+    const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, batch: 4, settleUs: 200, holdUs: 100_000 }));
+    const seen = newWalk();
+    const atQuiet: number[] = [];
+    s.onData = (b) => walk(b, seen);
+    s.onQuiet = () => atQuiet.push(seen.messages);
+    // one event every few ms for about half a second: each 100 ms hold gathers far more than a read of 4 takes
+    await lone();
+    await promisify(execFile)('ip', ['netns', 'exec', ns, 'sh', '-c', `for i in $(seq 1 120); do conntrack -I -p udp -s 10.7.$((i / 200)).$((i % 200 + 1)) -d 10.9.0.1 --sport 1000 --dport 53 -t 60 2>/dev/null || exit 1; done`]);
+    await until(() => atQuiet.at(-1) === 121, 'the quiet after the 121st event');
+    const sizes = atQuiet.map((n, i) => n - (atQuiet[i - 1] ?? 0));
+    expect(sizes[0]).toBe(1); // the lone first one, at once
+    // every later handoff is a whole hold's gathering; before, each hold's first read of 4 went as a burst and the
+    // next event after it as a lone one, a handoff of 1 per hold (one is allowed for a stall of the writer loop)
+    expect(sizes.slice(1).filter((n) => n <= 1).length).toBeLessThanOrEqual(1);
+    expect(s.stats.quiets).toBe(atQuiet.length);
+    expect(s.stats.batches).toBe(atQuiet.length); // each hold reaches JS once, with its quiet
+    s.close();
+  });
+
   it('close() from inside onData stops the thread; nothing is delivered after it', async () => {
     const s = track(new NetfilterSocket({ netns: ns, groups: [NFNLGRP_CONNTRACK_NEW], readerThread: true, batch: 4, maxPerWakeup: 8 }));
     let calls = 0;
