@@ -4,6 +4,7 @@
 //   npm run build && node dist/bench/sync-ref.js [--impl conntrackd|ctsync|both] [--n 100000] [--repeats 3] [--big 1000000]
 //                                                [--poll-ms 1] [--out bench/results] [--prefix ctsr-] [--cpu-prof DIR] [--no-second]
 //                                                [--node-flags "--trace-gc ..."] [--daemon-logs DIR] [--daemon-yaml "link: { heartbeat: 200 }"]
+//                                                [--daemon-sync "coalesce: 20"]
 //                                                [--ctsync-wrap "chrt -r 10"]
 //   (or without a build: npx vite-node bench/sync-ref.ts -- ARGS)
 // Each repeat builds a fresh lab (namespaces ctsr-act-XXXX, ctsr-sby-XXXX joined by one veth), starts the pair,
@@ -102,6 +103,8 @@ interface Args {
   daemonLogs?: string;
   /** ctsync only: extra config lines for both daemons (--daemon-yaml "link: { heartbeat: 200 }", repeatable; not sync). */
   extraYaml: string[];
+  /** ctsync only: extra keys in both daemons' sync section (--daemon-sync "coalesce: 20"). */
+  syncYaml: string;
   /** ctsync only: argv put before node, e.g. --ctsync-wrap "chrt -r 10" (what systemd/ctsync.service does). */
   wrap?: string[];
   /** A second burst on the same daemons (off with --no-second, and skipped where the host's table cannot hold 2n). */
@@ -109,7 +112,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 1, out: 'bench/results', prefix: REF_PREFIX, second: true, extraYaml: [] };
+  const a: Args = { impl: 'conntrackd', n: 100_000, repeats: 3, big: 0, pollMs: 1, out: 'bench/results', prefix: REF_PREFIX, second: true, extraYaml: [], syncYaml: '' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = argv[i + 1];
@@ -131,6 +134,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--node-flags') (a.nodeFlags = (v ?? '').split(' ').filter(Boolean)), i++;
     else if (k === '--daemon-logs') (a.daemonLogs = v), i++;
     else if (k === '--daemon-yaml') (a.extraYaml.push(v ?? '')), i++;
+    else if (k === '--daemon-sync') (a.syncYaml = v ?? ''), i++;
     else if (k === '--ctsync-wrap') (a.wrap = (v ?? '').split(' ').filter(Boolean)), i++;
     else if (k === '--no-second') a.second = false;
     else throw new Error(`unknown argument ${k} (see the header of bench/sync-ref.ts)`);
@@ -179,7 +183,7 @@ interface RunResult {
 const ETH_IP_UDP = 14 + 20 + 8;
 
 /** What only the ctsync pair takes. */
-type CtsyncExtras = Pick<CtsyncPairOptions, 'cpuProfDir' | 'nodeFlags' | 'logDir' | 'extraYaml' | 'wrap'>;
+type CtsyncExtras = Pick<CtsyncPairOptions, 'cpuProfDir' | 'nodeFlags' | 'logDir' | 'extraYaml' | 'syncYaml' | 'wrap'>;
 
 async function measureOnce(factory: SyncPairFactory, n: number, pollMs: number, prefix = REF_PREFIX, extras: CtsyncExtras = {}, secondBurst = false): Promise<RunResult> {
   const loadAvg1 = loadavg()[0]!;
@@ -547,7 +551,7 @@ async function main(): Promise<void> {
         let r: RunResult;
         try {
           if (p.n > hostCtMax() - 1000) throw new Error(`the host's nf_conntrack_max is now ${hostCtMax()}`);
-          const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml, wrap: args.wrap } : {};
+          const extras: CtsyncExtras = impl === 'ctsync' ? { cpuProfDir: args.cpuProf, nodeFlags: args.nodeFlags, logDir: args.daemonLogs, extraYaml: args.extraYaml, syncYaml: args.syncYaml, wrap: args.wrap } : {};
           r = await measureOnce(IMPLS[impl]!, p.n, args.pollMs, args.prefix, extras, args.second && p.n !== args.big && 2 * p.n + 1000 <= hostCtMax());
         } catch (err) {
           const msg = `${p.n} entries, run ${i + 1}: failed: ${(err as Error).message}`;

@@ -60,6 +60,8 @@ export interface CtsyncPairOptions extends PairOptions {
   eventBuffer?: number;
   /** Extra YAML lines for both nodes (e.g. 'link: { heartbeat: 200 }'; not `sync`, which this file writes already). */
   extraYaml?: string[];
+  /** Extra keys inside both nodes' `sync` mapping, as flow-style YAML (e.g. 'coalesce: 10'). */
+  syncYaml?: string;
   /** Extra argv before node (e.g. ['chrt', '-r', '99'] for like-for-like scheduling with conntrackd). */
   wrap?: string[];
   /** Extra node flags for both daemons (e.g. ['--max-old-space-size=4096']). */
@@ -70,7 +72,7 @@ export interface CtsyncPairOptions extends PairOptions {
   logDir?: string;
 }
 
-function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; keyFile: string; socket: string; trackFile: string; eventBuffer: number; ignore: string[]; extra: string[] }): string {
+function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; keyFile: string; socket: string; trackFile: string; eventBuffer: number; ignore: string[]; sync: string; extra: string[] }): string {
   return [
     '# written by bench/ref/ctsync.ts for one benchmark run',
     `nodeId: ${c.nodeId}`,
@@ -84,7 +86,7 @@ function yaml(c: { nodeId: string; peerId: string; self: string; peer: string; k
     "metrics: { listen: '' }",
     'log: { level: warn }',
     `kernel: { eventBuffer: ${c.eventBuffer} }`,
-    `sync: { ignoreCidrs: [${c.ignore.map((x) => `'${x}'`).join(', ')}] }`,
+    `sync: { ignoreCidrs: [${c.ignore.map((x) => `'${x}'`).join(', ')}]${c.sync ? `, ${c.sync}` : ''} }`,
     `ha: { trackFile: ${c.trackFile} }`,
     ...c.extra,
     '',
@@ -120,6 +122,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
         trackFile: join(workDir, `${tag}.track`),
         eventBuffer: opts.eventBuffer ?? 256 << 20,
         ignore: [linkNet, '127.0.0.0/8', '::1/128'],
+        sync: opts.syncYaml ?? '',
         extra: opts.extraYaml ?? [],
       }),
     );
