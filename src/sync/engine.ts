@@ -541,6 +541,12 @@ export class SyncEngine {
     return t;
   }
 
+  /** Whether we hold a complete copy of the peer's table: part of the status the daemon's readiness follows. */
+  private setHaveCopy(rx: Rx, done: boolean): void {
+    rx.bulkDone = done;
+    this.onStatusChange();
+  }
+
   private rxOf(nodeId: string): Rx {
     let r = this.rx.get(nodeId);
     if (!r) {
@@ -781,8 +787,7 @@ export class SyncEngine {
         if (rx.bulkId && b.bulkId === rx.bulkId) {
           const swept = rx.table.endBulk();
           rx.bulkId = 0;
-          rx.bulkDone = true;
-          this.onStatusChange();
+          this.setHaveCopy(rx, true);
           this.log_.info({ peer, bulkId: b.bulkId, entries: b.count, swept, size: rx.table.size }, 'bulk from peer complete');
         }
         return;
@@ -842,8 +847,7 @@ export class SyncEngine {
       rx.session = session;
       rx.offset = rx.maxVersion + 1;
       rx.lastSeq = 0;
-      rx.bulkDone = false;
-      this.onStatusChange();
+      this.setHaveCopy(rx, false);
     }
     const t = this.txOf(peer);
     t.helloDone = true;
@@ -958,8 +962,7 @@ export class SyncEngine {
       }
     }
     const swept = rx.table.endBulk();
-    rx.bulkDone = true;
-    this.onStatusChange();
+    this.setHaveCopy(rx, true);
     this.counters.snapshots++;
     this.counters.entriesIn += n;
     this.log_.info({ peer: peer.nodeId, entries: n, swept, session: at.session, seq: at.seq }, 'loaded peer snapshot');
