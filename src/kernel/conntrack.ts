@@ -46,6 +46,9 @@ export interface DumpFilter {
   markMask?: number;
 }
 
+/** A dump line's conntrack message, attributes at [off, end) of buf (valid only during the call); true = taken. */
+export type RawLine = (buf: Buffer, off: number, end: number, family: number) => boolean;
+
 export type WriteOpKind = 'create' | 'update' | 'delete' | 'upsert' | 'replace';
 export interface WriteOp {
   op: WriteOpKind;
@@ -142,11 +145,13 @@ export class Conntrack {
   /**
    * Stream the table to `onFlow` without holding it (a dump of 1M entries as objects would take ~800 MB).
    * On an interrupted dump the whole dump is repeated: `onRestart` tells the consumer to forget what it saw.
+   * `onLine`, if given (and no zone is filtered), sees each line's message first, undecoded: a line it takes
+   * (returns true for) never reaches onFlow, and costs no Flow.
    */
-  async dumpEach(onFlow: (f: Flow) => void, filter: DumpFilter = {}, onRestart?: () => void): Promise<void> {
+  async dumpEach(onFlow: (f: Flow) => void, filter: DumpFilter = {}, onRestart?: () => void, onLine?: RawLine): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.dumpOnce(filter, onFlow);
+        return await this.dumpOnce(filter, onFlow, filter.zone === undefined ? onLine : undefined);
       } catch (err) {
         const errno = (err as KernelError).errno;
         if (attempt >= DUMP_RETRIES || (errno !== EINTR && errno !== ENOBUFS)) throw err;
@@ -155,7 +160,7 @@ export class Conntrack {
     }
   }
 
-  private dumpOnce(filter: DumpFilter, onFlow: (f: Flow) => void): Promise<void> {
+  private dumpOnce(filter: DumpFilter, onFlow: (f: Flow) => void, onLine: RawLine | undefined): Promise<void> {
     const w = new AttrWriter();
     const seq = this.nextSeq();
     w.beginMessage((NfnlSubsys.Ctnetlink << 8) | CtMsg.Get, NLM_F_REQUEST | NLM_F_DUMP, seq, filter.family ?? AF_UNSPEC);
@@ -169,6 +174,7 @@ export class Conntrack {
       this.pending.set(seq, {
         onMessage: (buf, m) => {
           if (m.flags & NLM_F_DUMP_INTR) interrupted = true;
+          if (onLine !== undefined && onLine(buf, m.payloadOff, m.end, m.family)) return;
           const f = decodeFlow(buf, m.payloadOff, m.end, m.family);
           if (f instanceof DecodeError) {
             this.stats.malformed++;

@@ -979,6 +979,24 @@ function scanPlainTcp(buf: Buffer, off: number, end: number, out: PlainFlow): bo
   return true;
 }
 
+/** A counters (or timestamp) nest of only the children decodeCounters (decodeTimestamp) knows, at their sizes. */
+function scanFigures(buf: Buffer, off: number, end: number, timestamp: boolean): boolean {
+  for (let p = off; p < end; ) {
+    if (end - p < 4) return false;
+    const len = buf[p]! | (buf[p + 1]! << 8);
+    const type = (buf[p + 2]! | (buf[p + 3]! << 8)) & 0x3fff;
+    if (len < 4 || p + len > end) return false;
+    const size = timestamp
+      ? type === CtaTimestamp.Start || type === CtaTimestamp.Stop ? 12 : type === CtaTimestamp.Pad ? len : 0
+      : type === CtaCounters.Packets || type === CtaCounters.Bytes ? 12
+        : type === CtaCounters.Packets32 || type === CtaCounters.Bytes32 ? 8
+          : type === CtaCounters.Pad ? len : 0;
+    if (len !== size) return false;
+    p += (len + 3) & ~3;
+  }
+  return true;
+}
+
 /**
  * Reads a conntrack message of the plain form in place: both tuples as scanPlainTuple takes them, the reply the
  * exact inverse of the original (no NAT), and otherwise only status, timeout, mark, use, id, secmark, CTA_ZONE,
@@ -987,8 +1005,11 @@ function scanPlainTcp(buf: Buffer, off: number, end: number, out: PlainFlow): bo
  * would put into the fields the tables keep (use, secmark and the event timestamp are not kept); false for any
  * other message, which the caller decodes with decodeFlow. Never throws, allocates nothing. The binding reads event
  * sockets by the same rules (ctscan::Plain in patches/netlink+0.3.0.patch, see ct-records.ts): change both together.
+ * A `dumpLine` may also hold the per-node figures no table keeps, which dumps carry on hosts with conntrack
+ * accounting or timestamps on (events carry them only on DESTROY): CTA_COUNTERS_ORIG/REPLY and CTA_TIMESTAMP, each
+ * holding only the children decodeFlow knows, at their exact sizes.
  */
-export function scanPlainFlow(buf: Buffer, off: number, end: number, family: number, out: PlainFlow): boolean {
+export function scanPlainFlow(buf: Buffer, off: number, end: number, family: number, out: PlainFlow, dumpLine = false): boolean {
   const alen = family === 2 ? 4 : family === 10 ? 16 : 0;
   if (alen === 0) return false;
   out.family = family;
@@ -1032,6 +1053,11 @@ export function scanPlainFlow(buf: Buffer, off: number, end: number, family: num
         break;
       case Cta.TimestampEvent:
         if (len !== 12) return false;
+        break;
+      case Cta.CountersOrig:
+      case Cta.CountersReply:
+      case Cta.Timestamp:
+        if (!dumpLine || !scanFigures(buf, d, e, type === Cta.Timestamp)) return false;
         break;
       case Cta.Protoinfo:
         out.protoinfo = true;

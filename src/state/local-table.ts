@@ -165,7 +165,7 @@ export class LocalTable {
       this.counters.added++;
       return 'added';
     }
-    if (mode === 'new' || this.isReborn(slot, flow)) {
+    if (mode === 'new' || this.isReborn(slot, flow.id ?? -1, flow.protoinfo?.tcp?.state ?? -1, flow.status ?? -1)) {
       const v = ++this.seq;
       t.set(key, flow, v, v, now, slot);
       t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
@@ -179,10 +179,13 @@ export class LocalTable {
     } else if (flow.protoinfo === undefined && t.hasProtoinfoAt(slot)) {
       f = { ...flow, protoinfo: t.protoinfoAt(slot) };
     }
-    const keepTimeout = f.timeout === undefined ? t.timeoutAt(slot) : undefined;
-    const keptAt = t.reportedAtAt(slot);
-    const r = t.set(key, f, t.versionAt(slot), t.bornAt(slot), now, slot);
-    if (keepTimeout !== undefined) t.setTimeoutAt(slot, keepTimeout, keptAt);
+    // a line or update without a timeout leaves the entry's as it is
+    return this.settle(slot, t.set(key, f, t.versionAt(slot), t.bornAt(slot), now, slot, f.timeout === undefined));
+  }
+
+  /** Versions, dirty bits and counters for what set() reported about an entry it held already. */
+  private settle(slot: number, r: number): LocalChange {
+    const t = this.table;
     if (r & SET_SIGNIFICANT) {
       t.setVersionAt(slot, ++this.seq);
       t.setDirty(slot, t.dirtyAt(slot) | DIRTY_STATE);
@@ -203,16 +206,18 @@ export class LocalTable {
     return this.table.lastSetSlot;
   }
 
-  /** Signs that the kernel killed the connection on this tuple and created another one (see the file comment). */
-  private isReborn(slot: number, flow: Flow): boolean {
+  /**
+   * Signs that the kernel killed the connection on this tuple and created another one (see the file comment), from
+   * the incoming id, TCP state and status (-1 = absent).
+   */
+  private isReborn(slot: number, id: number, tcpState: number, status: number): boolean {
     const t = this.table;
     const oldId = t.idAt(slot);
-    if (flow.id !== undefined && oldId !== undefined && flow.id !== oldId) return true;
-    const inTcp = flow.protoinfo?.tcp;
+    if (id >= 0 && oldId !== undefined && id !== oldId) return true;
     const st = t.tcpStateAt(slot);
-    if (inTcp !== undefined && st >= 0 && isTcpBackwards(st, inTcp.state)) return true;
+    if (tcpState >= 0 && st >= 0 && isTcpBackwards(st, tcpState)) return true;
     const oldStatus = t.statusAt(slot);
-    if (oldStatus !== undefined && flow.status !== undefined && oldStatus & STICKY_STATUS & ~flow.status) return true;
+    if (oldStatus !== undefined && status >= 0 && oldStatus & STICKY_STATUS & ~status) return true;
     return false;
   }
 
@@ -235,15 +240,44 @@ export class LocalTable {
    * of a big table would otherwise build and look up every key twice.
    */
   resyncFlow(flow: Flow, key = flowKey(flow), slot?: number): LocalChange {
-    const pend = this.pending;
-    if (pend === undefined) throw new Error('resyncFlow() outside beginResync()/endResync()');
-    if (this.touchedInResync!.has(key)) {
-      const s = slot ?? this.table.slotOf(key);
-      if (s >= 0) this.table.touch(s);
-      this.counters.resyncLinesSkipped++;
-      return 'ignored';
+    if (this.skipLine(key, slot)) return 'ignored';
+    return this.noteLine(key, this.upsert(key, flow, 'complete', slot));
+  }
+
+  /**
+   * resyncFlow() for a dump line read in place (scanPlainFlow), of an entry the table holds at `slot`; with
+   * keepTimeout (or a line without one) the entry keeps its timeout (the line's is close enough to it; resyncFlow()
+   * is given the line without it). Undefined, having done nothing, when
+   * only the decoded line can say what it means (a new incarnation, or an entry whose protoinfo the line lacks):
+   * the caller then decodes it and calls resyncFlow().
+   */
+  resyncPlain(key: string, f: PlainFlow, slot: number, keepTimeout: boolean): LocalChange | undefined {
+    const t = this.table;
+    const keep = keepTimeout || f.timeout < 0;
+    if (this.skipLine(key, slot)) return 'ignored';
+    if ((!f.protoinfo && t.hasProtoinfoAt(slot)) || this.isReborn(slot, f.id, f.tcpState, f.status)) return undefined;
+    if (keep && t.holdsPlain(slot, f)) {
+      t.touch(slot);
+      this.counters.unchanged++;
+      return this.noteLine(key, 'unchanged');
     }
-    const change = this.upsert(key, flow, 'complete', slot);
+    const r = t.setPlain(key, f, t.versionAt(slot), t.bornAt(slot), this.clock.now(), slot, keep);
+    return this.noteLine(key, this.settle(slot, r));
+  }
+
+  /** True (the line is skipped, its entry kept) when an event touched the key since the resync began. */
+  private skipLine(key: string, slot: number | undefined): boolean {
+    if (this.pending === undefined) throw new Error('a dump line outside beginResync()/endResync()');
+    if (!this.touchedInResync!.has(key)) return false;
+    const s = slot ?? this.table.slotOf(key);
+    if (s >= 0) this.table.touch(s);
+    this.counters.resyncLinesSkipped++;
+    return true;
+  }
+
+  /** Adds a dump line's outcome to the resync's diff. */
+  private noteLine(key: string, change: LocalChange): LocalChange {
+    const pend = this.pending!;
     switch (change) {
       case 'added':
         pend.added.push(key);

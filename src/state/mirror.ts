@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import { Conntrack } from '../kernel/conntrack.js';
 import { EventStream } from '../kernel/events.js';
-import type { PlainFlow } from '../kernel/flow-codec.js';
+import { newPlainFlow, scanPlainFlow, type PlainFlow } from '../kernel/flow-codec.js';
 import type { Flow, FlowEvent } from '../kernel/types.js';
 import type { Clock } from './clock.js';
 import { flowKey, flowKeyFromAttrs, keyFromPlain } from './key.js';
@@ -19,8 +19,9 @@ export interface MirrorOptions {
   holdUs?: number;
   /**
    * Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. When it
-   * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
-   * plain form skip decoding into a Flow: they reach onChange without an event (like a resync's changes).
+   * also has `plain` (the same predicate over a message read in place, see compileFilter), or there is no filter,
+   * messages of the plain form skip decoding into a Flow: NEW events reach onChange without an event (like a
+   * resync's changes), and a dump's lines for entries held unchanged but for the timeout cost no Flow.
    */
   filter?: ((f: Flow) => boolean) & { plain?: (f: PlainFlow, buf: Buffer) => boolean };
   /** Keys kept out of the table whatever the filter says (a warm standby's entries: the peers' flows, not ours). */
@@ -49,6 +50,11 @@ export interface TimeoutDrift {
   key: string;
   timeout: number;
 }
+
+// timeoutVerdict()'s answers
+const KEEP = 0;
+const DRIFT = 1;
+const TAKE = 2;
 
 export class KernelMirror {
   readonly events: EventStream;
@@ -82,10 +88,14 @@ export class KernelMirror {
   /** Flows younger than minAgeMs: key → first seen and latest state. */
   private readonly young = new Map<string, { seen: number; flow: Flow }>();
   private youngTimer?: NodeJS.Timeout;
+  private readonly scratch = newPlainFlow();
+  /** The filter over messages read in place (all pass without a filter); without it, every message is decoded. */
+  private readonly plain: ((f: PlainFlow, buf: Buffer) => boolean) | undefined;
 
   constructor(private readonly opts: MirrorOptions) {
     this.filter = opts.filter ?? (() => true);
     this.exclude = opts.exclude ?? (() => false);
+    this.plain = opts.filter === undefined ? () => true : opts.filter.plain;
     this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
     // events first: nothing that happens while the first dump runs is lost
     this.events = new EventStream({
@@ -101,7 +111,7 @@ export class KernelMirror {
     this.events.ourPorts.add(this.ct.portId);
     this.events.onEvent = (ev) => this.onEvent(ev);
     // held-back young flows need the decoded Flow (promote() replays it): no fast path with minAgeMs
-    const plain = opts.filter?.plain;
+    const plain = this.plain;
     if (plain !== undefined && !opts.minAgeMs) this.events.onPlainNew = (key, f, buf) => this.onPlainNew(key, f, buf, plain);
     this.events.onOverrun = () => {
       this.onEventsLost();
@@ -224,33 +234,54 @@ export class KernelMirror {
     local.beginResync(); // before the dump: events during it are tracked and win over its lines
     const now = this.opts.clock.now();
     const young = new Set<string>();
+    /**
+     * What a line's timeout (-1: none) does to the entry at slot: KEEP our (= the replicas') estimate, since the
+     * line has none or it is within a tenth (at least 5 s) of ours; DRIFT, a refresh the replicas need; or TAKE it
+     * (we have no estimate).
+     */
+    const timeoutVerdict = (slot: number, timeout: number): number => {
+      if (timeout < 0) return KEEP;
+      const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
+      if (est === undefined) return TAKE;
+      return Math.abs(timeout - est) > Math.max(5, timeout / 10) ? DRIFT : KEEP;
+    };
+    // a key the table does not track for now (filtered out, excluded, or young): true once handled
+    const passOver = (key: string): boolean => {
+      if (this.exclude(key)) return true;
+      if (!this.young.size || !this.young.has(key)) return false;
+      young.add(key);
+      return true;
+    };
     // streamed: each dump line is applied as it arrives, so a big table is never held twice in memory
     const onFlow = (flow: Flow): void => {
-      let f = flow;
-      if (!this.filter(f)) return;
-      const key = flowKey(f); // resyncFlow needs it too: built once per line
-      if (this.exclude(key)) return;
-      if (this.young.size && this.young.has(key)) {
-        young.add(key);
-        return;
-      }
-      let slot: number | undefined;
-      if (f.timeout !== undefined) {
-        slot = local.table.slotOf(key);
-        const est = slot >= 0 ? local.table.remainingAt(slot, now) : undefined;
-        // keep our (= the replicas') estimate unless the kernel's differs by more than a tenth (at least 5 s)
-        if (est !== undefined) {
-          if (Math.abs(f.timeout - est) > Math.max(5, f.timeout / 10)) drift.push({ key, timeout: f.timeout });
-          else f = { ...f, timeout: undefined };
-        }
-      }
-      local.resyncFlow(f, key, slot);
+      if (!this.filter(flow)) return;
+      const key = flowKey(flow); // resyncFlow needs it too: built once per line
+      if (passOver(key)) return;
+      const slot = local.table.slotOf(key);
+      const v = timeoutVerdict(slot, flow.timeout ?? -1);
+      if (v === DRIFT) drift.push({ key, timeout: flow.timeout! });
+      local.resyncFlow(v === KEEP && flow.timeout !== undefined ? { ...flow, timeout: undefined } : flow, key, slot);
+    };
+    // the common line, an entry we hold that is unchanged but for its timeout, read in place: no Flow, no garbage
+    const plain = this.plain;
+    const line = this.scratch;
+    const onLine = plain === undefined ? undefined : (buf: Buffer, off: number, end: number, family: number): boolean => {
+      if (!scanPlainFlow(buf, off, end, family, line, true)) return false;
+      if (!plain(line, buf)) return true;
+      const key = keyFromPlain(buf, line);
+      if (passOver(key)) return true;
+      const slot = local.table.slotOf(key);
+      if (slot < 0) return false;
+      const v = timeoutVerdict(slot, line.timeout);
+      if (local.resyncPlain(key, line, slot, v === KEEP) === undefined) return false;
+      if (v === DRIFT) drift.push({ key, timeout: line.timeout });
+      return true;
     };
     try {
       await this.ct.dumpEach(onFlow, {}, () => {
         // an interrupted dump is repeated whole; lines already applied are simply applied again
         drift.length = 0;
-      });
+      }, onLine);
     } catch (err) {
       local.abortResync();
       if (this.closed) return; // shutting down: the dump was cut short on purpose

@@ -51,6 +51,8 @@ const T_DCCP_UNKNOWN = 28;
 const STATUS_INSIGNIFICANT = (1 << 9) | (1 << 14) | (1 << 15); // IPS_DYING | IPS_OFFLOAD | IPS_HW_OFFLOAD
 
 const NO_TIMEOUT = 0xffffffff;
+/** store()'s `to` for a set() that keeps the entry's timeout as it is. */
+const KEEP_TIMEOUT = -1;
 
 /** What a set() changed, as bit flags. */
 export const SET_ADDED = 1;
@@ -298,6 +300,28 @@ function invertTuple(o: Tuple): Tuple {
  * ctnetlink (bursts, a commit's entries): one shared string instead of one per entry.
  */
 const ZERO_SYNPROXY = String.fromCharCode(T_SYNPROXY) + '\0'.repeat(12);
+
+/** A PlainFlow value as a column stores it (absent, -1, as 0). */
+function orZero(v: number): number {
+  return v < 0 ? 0 : v;
+}
+
+/** The presence bits setPlain() stores for f, all but P_TIMEOUT. */
+function plainPresent(f: PlainFlow): number {
+  let p = P_REPLY_INV; // scanPlainFlow takes only replies that invert the original
+  if (f.status >= 0) p |= P_STATUS;
+  if (f.mark >= 0) p |= P_MARK;
+  if (f.protoinfo) p |= P_PROTOINFO;
+  if (f.id >= 0) p |= P_ID;
+  if (f.tcpState >= 0) {
+    p |= P_TCP;
+    if (f.wscaleOrig >= 0) p |= P_WSO;
+    if (f.wscaleReply >= 0) p |= P_WSR;
+    if (f.flagsOrig >= 0) p |= P_FLO;
+    if (f.flagsReply >= 0) p |= P_FLR;
+  }
+  return p;
+}
 
 function isZeroSynproxy(buf: Buffer, start: number, end: number): boolean {
   if (end - start !== 13 || buf[start] !== T_SYNPROXY) return false;
@@ -557,11 +581,13 @@ export class FlowTable {
 
   /**
    * Stores a flow under key (which must be flowKey(flow)). The timeout is flow.timeout, taken as reported at
-   * reportedAt; a flow without one keeps none (offloaded flows are dumped without it). Returns SET_* flags.
+   * reportedAt; a flow without one keeps none (offloaded flows are dumped without it). With keepTimeout, the
+   * entry's timeout (and when it was reported) stays as it is, whatever flow.timeout says, and is not compared.
+   * Returns SET_* flags.
    * A caller that has just looked the key up passes its slotOf() result (-1 = absent): on the event path every
    * hash lookup of a fresh key string counts.
    */
-  set(key: string, flow: Flow, version: number, born: number, reportedAt: number, known?: number): number {
+  set(key: string, flow: Flow, version: number, born: number, reportedAt: number, known?: number, keepTimeout = false): number {
     const slot = this.claim(key, known, 16);
     let result = this.claimed;
     const prevPresent = this.present[slot]!;
@@ -667,7 +693,7 @@ export class FlowTable {
       if (t.flagsOrig !== undefined) { p |= P_FLO; flo = t.flagsOrig & 0xff; }
       if (t.flagsReply !== undefined) { p |= P_FLR; flr = t.flagsReply & 0xff; }
     }
-    const to = timeout === undefined ? NO_TIMEOUT : Math.min(Math.max(0, Math.floor(timeout)), NO_TIMEOUT - 1);
+    const to = keepTimeout ? KEEP_TIMEOUT : timeout === undefined ? NO_TIMEOUT : Math.min(Math.max(0, Math.floor(timeout)), NO_TIMEOUT - 1);
     return this.store(key, slot, result, prevPresent, p, ext, status ?? 0, mark ?? 0, id ?? 0, to, ts, wso, wsr, flo, flr, reportedAt, version, born);
   }
 
@@ -675,18 +701,15 @@ export class FlowTable {
    * set() for a plain event read in place (scanPlainFlow): the same columns, packed bytes and hashes set() stores
    * for decodeFlow() of the same message, without a Flow. A property test holds the two paths equal.
    */
-  setPlain(key: string, f: PlainFlow, version: number, born: number, reportedAt: number, known?: number): number {
+  setPlain(key: string, f: PlainFlow, version: number, born: number, reportedAt: number, known?: number, keepTimeout = false): number {
     const slot = this.claim(key, known, 32);
     let result = this.claimed;
     const prevPresent = this.present[slot]!;
-    let p = P_REPLY_INV; // scanPlainFlow takes only replies that invert the original
+    let p = plainPresent(f);
     const status = f.status >= 0 ? f.status : 0;
-    if (f.status >= 0) p |= P_STATUS;
     const mark = f.mark >= 0 ? f.mark : 0;
-    if (f.mark >= 0) p |= P_MARK;
     w.u32(status & ~STATUS_INSIGNIFICANT);
     w.u32(mark);
-    if (f.protoinfo) p |= P_PROTOINFO;
     w.u8(f.tcpState >= 0 ? f.tcpState : 0xff);
     const extraStart = w.pos;
     if (f.synproxy) {
@@ -701,26 +724,49 @@ export class FlowTable {
     else if (isZeroSynproxy(w.buf, extraStart, w.pos)) ext = ZERO_SYNPROXY;
     else ext = w.buf.toString('latin1', extraStart, w.pos);
     if (f.timeout >= 0) p |= P_TIMEOUT;
-    if (f.id >= 0) p |= P_ID;
-    let ts = 0, wso = 0, wsr = 0, flo = 0, flr = 0;
-    if (f.tcpState >= 0) {
-      p |= P_TCP;
-      ts = f.tcpState;
-      if (f.wscaleOrig >= 0) { p |= P_WSO; wso = f.wscaleOrig; }
-      if (f.wscaleReply >= 0) { p |= P_WSR; wsr = f.wscaleReply; }
-      if (f.flagsOrig >= 0) { p |= P_FLO; flo = f.flagsOrig; }
-      if (f.flagsReply >= 0) { p |= P_FLR; flr = f.flagsReply; }
-    }
-    const to = f.timeout < 0 ? NO_TIMEOUT : Math.min(f.timeout, NO_TIMEOUT - 1);
-    return this.store(key, slot, result, prevPresent, p, ext, status, mark, f.id >= 0 ? f.id : 0, to, ts, wso, wsr, flo, flr, reportedAt, version, born);
+    const to = keepTimeout ? KEEP_TIMEOUT : f.timeout < 0 ? NO_TIMEOUT : Math.min(f.timeout, NO_TIMEOUT - 1);
+    const tcp = f.tcpState >= 0;
+    return this.store(
+      key, slot, result, prevPresent, p, ext, status, mark, f.id >= 0 ? f.id : 0, to, tcp ? f.tcpState : 0,
+      tcp ? orZero(f.wscaleOrig) : 0, tcp ? orZero(f.wscaleReply) : 0, tcp ? orZero(f.flagsOrig) : 0, tcp ? orZero(f.flagsReply) : 0,
+      reportedAt, version, born,
+    );
   }
 
-  /** The common tail of set() and setPlain(): compares with what the slot held (SET_* flags), then writes it. */
+  /**
+   * True when setPlain(key, f, ..., keepTimeout = true) on the entry at slot would change nothing (a refresh
+   * dump's usual line): the caller then only touch()es it. False says only that setPlain must be asked.
+   */
+  holdsPlain(slot: number, f: PlainFlow): boolean {
+    const p = this.present[slot]!;
+    if (p !== (plainPresent(f) | (p & P_TIMEOUT))) return false;
+    if (this.statuses[slot] !== orZero(f.status) || this.marks[slot] !== orZero(f.mark) || this.ids[slot] !== orZero(f.id)) return false;
+    const ext = this.extra[slot];
+    if (f.synproxy ? ext !== ZERO_SYNPROXY || (f.isn | f.its | f.tsoff) !== 0 : ext !== undefined) return false;
+    if (f.tcpState < 0) return true;
+    const tb = slot * 5;
+    const tcp = this.tcp;
+    return tcp[tb] === f.tcpState && tcp[tb + 1] === orZero(f.wscaleOrig) && tcp[tb + 2] === orZero(f.wscaleReply) &&
+      tcp[tb + 3] === orZero(f.flagsOrig) && tcp[tb + 4] === orZero(f.flagsReply);
+  }
+
+  /**
+   * The common tail of set() and setPlain(): compares with what the slot held (SET_* flags), then writes it.
+   * `to` KEEP_TIMEOUT leaves the slot's timeout, its reporting time and its P_TIMEOUT bit alone.
+   */
   private store(
     key: string, slot: number, result: number, prevPresent: number, p: number, ext: string | undefined,
     status: number, mark: number, id: number, to: number, ts: number, wso: number, wsr: number, flo: number, flr: number,
     reportedAt: number, version: number, born: number,
   ): number {
+    if (to === KEEP_TIMEOUT) {
+      if (result & SET_ADDED) to = NO_TIMEOUT; // a new entry has none to keep
+      else {
+        to = this.timeouts[slot]!;
+        reportedAt = this.reported[slot]!;
+        p = (p & ~P_TIMEOUT) | (prevPresent & P_TIMEOUT);
+      }
+    }
     const tb = slot * 5;
     const tcp = this.tcp;
     const oldA = this.hashesA[slot]!;

@@ -1,6 +1,7 @@
 // The kernel bridge against the real kernel: ct list equals conntrack -L, NAT decodes, batched writes read back,
 // upsert/delete take their errno paths, FTP expectations round-trip, an overrun is survived and resynced exactly.
-import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
+import { flowKey } from '../../src/state/key.js';
 import { Lab } from '../../src/lab/netns.js';
 import { routerLab, type NatMode, type RouterLab } from '../../src/lab/topology.js';
 import * as traffic from '../../src/lab/traffic.js';
@@ -272,6 +273,44 @@ describe.skipIf(reason !== undefined)('kernel bridge (real kernel)', () => {
       } finally {
         mirror.close();
         writer.close();
+      }
+    });
+
+    test.each([
+      ['', 0],
+      [' with accounting and timestamps on (counters and start times in every line)', 1],
+    ])("a refresh reads the kernel's lines in place%s: no Flow for an entry unchanged but for its timeout, and changes still seen", async (_, figures) => {
+      const sysctl = (v: number) => lab.exec(ns, ['sysctl', '-qw', `net.netfilter.nf_conntrack_acct=${v}`, `net.netfilter.nf_conntrack_timestamp=${v}`]);
+      await sysctl(figures); // per namespace, for entries created from now on
+      const mirror = new KernelMirror({ netns: ns, clock: systemClock, log: silentLogger });
+      const writer = new Conntrack({ netns: ns });
+      try {
+        const flows = [...Array.from({ length: 40 }, (_, i) => udpFlow(i)), ...Array.from({ length: 10 }, (_, i) => tcpFlow6(i))];
+        expect((await writer.write(flows.map((flow) => ({ op: 'create', flow })))).counts.created).toBe(flows.length);
+        expect((await writer.dump()).every((f) => (f.countersOrig !== undefined && f.timestampStart !== undefined) === (figures === 1))).toBe(true);
+        await mirror.start();
+        const inPlace = vi.spyOn(mirror.local, 'resyncPlain');
+        const decoded = vi.spyOn(mirror.local, 'resyncFlow');
+        const before = { ...mirror.local.counters };
+        expect(await mirror.refresh()).toEqual([]);
+        expect(inPlace).toHaveBeenCalledTimes(flows.length);
+        expect(decoded).not.toHaveBeenCalled();
+        const c = mirror.local.counters;
+        expect([c.unchanged - before.unchanged, c.refreshed - before.refreshed, c.changed - before.changed]).toEqual([flows.length, 0, 0]);
+        // unheard (as during a commit): a new mark on one flow, a far longer timeout on another
+        const changes: string[] = [];
+        mirror.onChange = (key, change) => changes.push(`${change} ${key === flowKey(udpFlow(3)) ? 'udp3' : key}`);
+        const release = mirror.pauseEvents();
+        expect((await writer.write([{ op: 'update', flow: udpFlow(3, { mark: 99 }) }, { op: 'update', flow: udpFlow(4, { timeout: 3000 }) }])).counts.updated).toBe(2);
+        await release();
+        expect(changes).toEqual(['replaced udp3']); // the daemon's name for "send it again"
+        expect(mirror.local.get(flowKey(udpFlow(3)))!.mark).toBe(99);
+        expect(await mirror.refresh()).toEqual([]); // the release's dump took the 3000 s already (and told onDrift)
+        expect(mirror.local.get(flowKey(udpFlow(4)))!.timeout).toBeGreaterThan(2900);
+      } finally {
+        mirror.close();
+        writer.close();
+        await sysctl(0);
       }
     });
 

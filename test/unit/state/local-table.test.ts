@@ -131,6 +131,17 @@ describe('LocalTable dump and diff', () => {
     expect(Math.min(...versions)).toBeGreaterThan(t.meta(flowKey(tcpFlow(21)))!.version);
   });
 
+  it('keeps an entry’s timeout for a line without one, and calls that line unchanged, not refreshed', () => {
+    const { t, clock } = table();
+    const key = t.applyEvent(ev('new', tcpFlow(0, { timeout: 100 }))).key;
+    const before = t.meta(key);
+    clock.advance(10_000);
+    const d = t.diff([{ ...tcpFlow(0), timeout: undefined }]); // our estimate (90 s) is close enough, so the mirror drops it
+    expect([d.unchanged, d.refreshed, d.changed, t.counters.refreshed]).toEqual([1, [], [], 0]);
+    expect(t.meta(key)).toEqual(before); // the timeout as reported at the time it was
+    expect(t.get(key, clock.now())!.timeout).toBe(90);
+  });
+
   it('lets events seen during the dump win over the dump', () => {
     const { t } = table();
     for (let i = 0; i < 4; i++) t.applyEvent(ev('new', tcpFlow(i)));

@@ -33,15 +33,15 @@ interface Read {
   plain?: PlainFlow;
 }
 
-/** The message read both ways; undefined when decodeFlow refuses it. */
-function read(buf: Buffer): Read | undefined {
+/** The message read both ways (scanned as an event, or as a dump line); undefined when decodeFlow refuses it. */
+function read(buf: Buffer, dumpLine = false): Read | undefined {
   let out: Read | undefined;
   forEachMessage(buf, (m) => {
     const flow = decodeFlow(buf, m.payloadOff, m.end, m.family);
     if (flow instanceof DecodeError) return;
     const key = flowKeyFromAttrs(buf, m.payloadOff, m.end, m.family) ?? flowKey(flow);
     const p = newPlainFlow();
-    out = { buf, flow, key, ...(scanPlainFlow(buf, m.payloadOff, m.end, m.family, p) ? { plain: p } : {}) };
+    out = { buf, flow, key, ...(scanPlainFlow(buf, m.payloadOff, m.end, m.family, p, dumpLine) ? { plain: p } : {}) };
   });
   return out;
 }
@@ -93,6 +93,34 @@ const plainishArb: fc.Arbitrary<Flow> = fc
 
 const anyArb = fc.oneof({ weight: 3, arbitrary: plainishArb }, { weight: 1, arbitrary: flowArb() });
 
+/** What scanPlainFlow read equals what decodeFlow made of the same message, and the message is of the plain form. */
+function expectSameRead(r: Read & { plain: PlainFlow }): void {
+  const p = r.plain;
+  const d = r.flow;
+  expect(d.reply.src).toBe(d.orig.dst);
+  expect(d.reply.dst).toBe(d.orig.src);
+  expect([p.proto, p.sport, p.dport]).toEqual([d.orig.proto, d.orig.sport, d.orig.dport]);
+  expect([d.reply.sport, d.reply.dport, d.orig.zone, d.reply.zone]).toEqual([d.orig.dport, d.orig.sport, undefined, undefined]);
+  expect(p.zone).toBe(d.zone ?? -1);
+  expect(keyFromPlain(r.buf, p)).toBe(flowKey(d)); // the event stream's key for a scanned message
+  expect(keyFromPlain(r.buf, p)).toBe(r.key);
+  expect(p.status).toBe(d.status ?? -1);
+  expect(p.timeout).toBe(d.timeout ?? -1);
+  expect(p.mark).toBe(d.mark ?? -1);
+  expect(p.id).toBe(d.id ?? -1);
+  expect(p.protoinfo).toBe(d.protoinfo !== undefined);
+  expect(p.tcpState).toBe(d.protoinfo?.tcp?.state ?? -1);
+  expect(p.synproxy).toBe(d.synproxy !== undefined);
+  for (const k of ['labels', 'helper', 'natSrc', 'natDst', 'master', 'seqAdjOrig', 'seqAdjReply', 'unknown', 'labelsMask'] as const) expect(d[k]).toBeUndefined();
+  expect(d.protoinfo?.unknown ?? d.protoinfo?.sctp ?? d.protoinfo?.dccp ?? d.protoinfo?.tcp?.unknown).toBeUndefined();
+}
+
+/** Per-node figures a dump line carries with conntrack accounting or timestamps on. */
+const figuresArb = fc.record(
+  { countersOrig: fc.record({ packets: fc.bigUintN(64), bytes: fc.bigUintN(64) }), countersReply: fc.record({ packets: fc.bigUintN(64), bytes: fc.bigUintN(64) }), timestampStart: fc.bigUintN(64), timestampStop: fc.bigUintN(64) },
+  { requiredKeys: [] },
+);
+
 describe('scanPlainFlow', () => {
   it('takes exactly what it can read like decodeFlow, and reads the same values', () => {
     let taken = 0;
@@ -101,28 +129,31 @@ describe('scanPlainFlow', () => {
         const r = read(message(f, readOnly));
         if (r === undefined || r.plain === undefined) return;
         taken++;
-        const p = r.plain;
-        const d = r.flow;
-        expect(d.reply.src).toBe(d.orig.dst);
-        expect(d.reply.dst).toBe(d.orig.src);
-        expect([p.proto, p.sport, p.dport]).toEqual([d.orig.proto, d.orig.sport, d.orig.dport]);
-        expect([d.reply.sport, d.reply.dport, d.orig.zone, d.reply.zone]).toEqual([d.orig.dport, d.orig.sport, undefined, undefined]);
-        expect(p.zone).toBe(d.zone ?? -1);
-        expect(keyFromPlain(r.buf, p)).toBe(flowKey(d)); // the event stream's key for a scanned message
-        expect(keyFromPlain(r.buf, p)).toBe(r.key);
-        expect(p.status).toBe(d.status ?? -1);
-        expect(p.timeout).toBe(d.timeout ?? -1);
-        expect(p.mark).toBe(d.mark ?? -1);
-        expect(p.id).toBe(d.id ?? -1);
-        expect(p.protoinfo).toBe(d.protoinfo !== undefined);
-        expect(p.tcpState).toBe(d.protoinfo?.tcp?.state ?? -1);
-        expect(p.synproxy).toBe(d.synproxy !== undefined);
-        for (const k of ['labels', 'helper', 'natSrc', 'natDst', 'master', 'seqAdjOrig', 'seqAdjReply', 'unknown', 'labelsMask'] as const) expect(d[k]).toBeUndefined();
-        expect(d.protoinfo?.unknown ?? d.protoinfo?.sctp ?? d.protoinfo?.dccp ?? d.protoinfo?.tcp?.unknown).toBeUndefined();
+        expectSameRead({ ...r, plain: r.plain });
       }),
       { numRuns: 500 },
     );
     expect(taken).toBeGreaterThan(150);
+  });
+
+  it('takes a dump line with counters and timestamps (no table keeps them) as decodeFlow reads it, and no event with them', () => {
+    let taken = 0;
+    fc.assert(
+      fc.property(anyArb, figuresArb, (f, figures) => {
+        const buf = message({ ...f, ...figures });
+        const line = read(buf, true);
+        const ev = read(buf);
+        if (line === undefined || ev === undefined) return;
+        if (ev.plain) expect(line.plain).toEqual(ev.plain); // a dump line may be whatever an event may be
+        const figured = Object.keys(figures).length > 0;
+        if (figured) expect(ev.plain).toBeUndefined();
+        if (line.plain === undefined) return;
+        if (figured) taken++;
+        expectSameRead({ ...line, plain: line.plain });
+      }),
+      { numRuns: 500 },
+    );
+    expect(taken).toBeGreaterThan(100);
   });
 
   it('takes what the kernel sends for an established TCP flow (id, status, timeout, protoinfo, zero synproxy, mark)', () => {
@@ -139,6 +170,30 @@ describe('scanPlainFlow', () => {
     };
     expect(read(message(f))?.plain).toBeDefined();
     expect(read(message({ ...f, reply: { ...f.reply, dport: 1 } }))?.plain).toBeUndefined(); // NAT'd port
+  });
+
+  it('takes no dump line whose counters hold a child decodeFlow does not know, or one of another size', () => {
+    const f: Flow = {
+      family: AF_INET,
+      orig: { src: '10.0.0.1', dst: '10.0.0.2', proto: 17, sport: 1, dport: 2 },
+      reply: { src: '10.0.0.2', dst: '10.0.0.1', proto: 17, sport: 2, dport: 1 },
+      timeout: 30,
+      countersOrig: { packets: 1n, bytes: 2n },
+    };
+    const buf = message(f);
+    // the first child of CTA_COUNTERS_ORIG (9): nlmsghdr 16 + nfgenmsg 4, then the top-level attributes
+    let at = 20;
+    while ((buf.readUInt16LE(at + 2) & 0x3fff) !== 9) at += (buf.readUInt16LE(at) + 3) & ~3;
+    const child = at + 4;
+    expect(read(buf, true)?.plain).toBeDefined();
+    const foreign = Buffer.from(buf);
+    foreign.writeUInt16LE(7, child + 2); // an unknown counter: decodeFlow keeps the nest as unknown
+    expect(read(foreign, true)!.flow.unknown).toBeDefined();
+    expect(read(foreign, true)!.plain).toBeUndefined();
+    const short = Buffer.from(buf);
+    short.writeUInt16LE(3, child + 2); // CTA_COUNTERS32_PACKETS holding 8 bytes: decodeFlow refuses the line
+    expect(read(short, true)).toBeUndefined();
+    expect(scanPlainFlow(short, 20, short.length, AF_INET, newPlainFlow(), true)).toBe(false);
   });
 
   it('never throws on random bytes', () => {
@@ -159,7 +214,7 @@ function columns(t: FlowTable, key: string): unknown[] {
 describe('FlowTable.setPlain', () => {
   it('stores what set() stores for the decoded flow, and reports the same change against any earlier entry', () => {
     fc.assert(
-      fc.property(anyArb, fc.option(anyArb, { nil: undefined }), fc.integer({ min: 1, max: 1e9 }), (f, before, v) => {
+      fc.property(anyArb, fc.option(anyArb, { nil: undefined }), fc.integer({ min: 1, max: 1e9 }), fc.boolean(), (f, before, v, keep) => {
         const r = read(message(f));
         if (r?.plain === undefined) return;
         const a = new FlowTable();
@@ -172,8 +227,8 @@ describe('FlowTable.setPlain', () => {
             b.set(r.key, prev.flow, 1, 1, 5);
           }
         }
-        const ra = a.set(r.key, r.flow, v, v, 1000);
-        const rb = b.setPlain(r.key, r.plain, v, v, 1000);
+        const ra = a.set(r.key, r.flow, v, v, 1000, undefined, keep);
+        const rb = b.setPlain(r.key, r.plain, v, v, 1000, undefined, keep);
         expect(rb).toBe(ra);
         expect(columns(b, r.key)).toEqual(columns(a, r.key));
         expect(b.get(r.key)).toEqual(a.get(r.key));
@@ -181,6 +236,98 @@ describe('FlowTable.setPlain', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+/** What a refresh dump may show for a flow held in a table. */
+const kinds = ['again', 'timeout', 'figures', 'mark', 'status', 'tcp', 'synproxy', 'no protoinfo', 'id', 'no id', 'other', 'new'] as const;
+/** The held flow `at` as a line of the given kind: unchanged, or with one thing changed, or another flow on its key. */
+const lineOf = (at: Flow, f: Flow, kind: (typeof kinds)[number], n: number): Flow => {
+  const tcp = at.protoinfo?.tcp;
+  switch (kind) {
+    case 'again': return at;
+    case 'timeout': return { ...at, timeout: n };
+    case 'figures': return { ...at, countersOrig: { packets: BigInt(n), bytes: 2n }, countersReply: { packets: 1n, bytes: BigInt(n) }, timestampStart: BigInt(n) };
+    case 'mark': return { ...at, mark: n };
+    case 'status': return { ...at, status: ((at.status ?? 0) ^ (1 << (n % 16))) >>> 0 };
+    case 'tcp': return tcp ? { ...at, protoinfo: { tcp: { ...tcp, flagsOrig: n & 0xff, ...(n % 3 === 0 ? { state: Math.min(9, tcp.state + 1) } : {}) } } } : at;
+    case 'synproxy': return { ...at, synproxy: n % 2 ? { isn: n, its: 1, tsoff: 2 } : { isn: 0, its: 0, tsoff: 0 } };
+    case 'no protoinfo': return { ...at, protoinfo: undefined };
+    case 'id': return { ...at, id: n };
+    case 'no id': return { ...at, id: undefined };
+    case 'other': return { ...f, family: at.family, orig: at.orig, reply: f.reply.src.includes(':') === at.orig.src.includes(':') ? f.reply : at.reply };
+    case 'new': return f;
+  }
+};
+
+describe('FlowTable.holdsPlain', () => {
+  it('says an entry holds a line only when setPlain, keeping the timeout, would change nothing', () => {
+    let held = 0;
+    fc.assert(
+      fc.property(anyArb, anyArb, fc.constantFrom(...kinds), fc.integer({ min: 0, max: 1e6 }), (stored, other, kind, n) => {
+        const s = read(message(stored));
+        const r = s && read(message(lineOf(stored, other, kind, n)));
+        if (s === undefined || r?.plain === undefined || r.key !== s.key) return;
+        const t = new FlowTable();
+        t.set(s.key, s.flow, 3, 2, 5);
+        const slot = t.slotOf(s.key);
+        const before = columns(t, s.key);
+        if (!t.holdsPlain(slot, r.plain)) return;
+        held++;
+        expect(t.setPlain(s.key, r.plain, 3, 2, 1000, slot, true)).toBe(0);
+        expect(columns(t, s.key)).toEqual(before);
+      }),
+      { numRuns: 1000 },
+    );
+    expect(held).toBeGreaterThan(100);
+  });
+});
+
+describe('LocalTable.resyncPlain', () => {
+  it('is resyncFlow() of the decoded line, as the mirror uses both: same outcomes, diff, versions, counters and table', () => {
+    // a table of plainish flows, then a dump of some of them again (unchanged, new timeout, changed), others, new ones
+    const lineArb = fc.tuple(plainishArb, fc.constantFrom(...kinds), fc.integer({ min: 0, max: 1e6 }), fc.boolean());
+    let plain = 0;
+    fc.assert(
+      fc.property(fc.array(plainishArb, { minLength: 1, maxLength: 15 }), fc.array(lineArb, { maxLength: 25 }), (held, lines) => {
+        const clock = new FakeClock(1000);
+        const a = new LocalTable({ clock, firstVersion: 10 });
+        const b = new LocalTable({ clock, firstVersion: 10 });
+        const keys: Read[] = [];
+        for (const f of held) {
+          const r = read(message(f));
+          if (r === undefined) continue;
+          keys.push(r);
+          for (const t of [a, b]) t.applyEvent({ kind: 'new', flow: r.flow, origin: 'kernel', portId: 0, key: r.key });
+        }
+        clock.advance(3000);
+        for (const t of [a, b]) t.beginResync();
+        for (const [f, kind, timeout, keep] of lines) {
+          const at = keys.length ? keys[timeout % keys.length]!.flow : f;
+          const r = read(message(lineOf(at, f, kind, timeout)), true);
+          if (r === undefined) continue;
+          // the mirror passes a line it keeps the timeout of without one
+          const full = keep ? { ...r.flow, timeout: undefined } : r.flow;
+          const ca = a.resyncFlow(full, r.key, a.table.slotOf(r.key));
+          const slot = b.table.slotOf(r.key);
+          const cb = r.plain && slot >= 0 ? b.resyncPlain(r.key, r.plain, slot, keep) : undefined;
+          if (cb !== undefined) plain++;
+          expect(cb ?? b.resyncFlow(full, r.key, slot)).toBe(ca);
+          clock.advance(11);
+        }
+        expect(b.endResync()).toEqual(a.endResync());
+        expect(b.counters).toEqual(a.counters);
+        expect(b.version).toBe(a.version);
+        a.forEach((k) => {
+          expect(columns(b.table, k)).toEqual(columns(a.table, k));
+          expect(b.get(k)).toEqual(a.get(k));
+        });
+        expect(b.size).toBe(a.size);
+        expect(Array.from(b.digest())).toEqual(Array.from(a.digest()));
+      }),
+      { numRuns: 300 },
+    );
+    expect(plain).toBeGreaterThan(300); // lines the fast path took
   });
 });
 
