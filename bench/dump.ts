@@ -10,12 +10,8 @@ import { Lab } from '../src/lab/netns.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
 import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
+import { opt } from './lib/args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
 const REPS = Number(opt('--reps') ?? 3);
 const SIZE = Number(opt('--size') ?? 1_000_000);
 const MiB = 1 << 20;

@@ -27,12 +27,8 @@ import { createMacKey, decodeFrame } from '../src/wire/envelope.js';
 import { Ips, TcpState, type Flow } from '../src/kernel/types.js';
 import { RedisServer, freeLoopbackPort } from '../src/lab/redis-server.js';
 import { environment, writeResults } from './lib/stats.js';
+import { opt } from './lib/args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
 const RATES = (opt('--rates') ?? '10000,50000').split(',').map(Number);
 const SECONDS = Number(opt('--seconds') ?? 5);
 const MEM_FLOWS = Number(opt('--flows') ?? 100_000);

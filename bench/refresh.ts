@@ -20,15 +20,11 @@ import { buildConfig } from '../src/config/load.js';
 import { burst } from './ref/harness.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
 import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
+import { flag, opt } from './lib/args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
 const REPS = Number(opt('--reps') ?? 5);
 const SIZE = Number(opt('--size') ?? 100_000);
-const FIGURES = args.includes('--figures');
+const FIGURES = flag('--figures');
 const INTERVAL_S = 30; // sync.refreshInterval's default: what a share of one core is figured at
 
 const WAYS = ['ctsync refresh, lines read in place', 'ctsync refresh, every line decoded', 'conntrack -L'] as const;

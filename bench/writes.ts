@@ -21,15 +21,11 @@ import { waitFor } from './lib/proc.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
 import { conntrackCount, raiseConntrackBuckets, raiseConntrackMax } from './lib/sysctl.js';
+import { flag, opt } from './lib/args.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string): string | undefined => {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-};
 const REPS = Number(opt('--reps') ?? 3);
 const SIZES = (opt('--sizes') ?? '100000,1000000').split(',').map(Number);
-const CONNTRACKD = !args.includes('--no-conntrackd');
+const CONNTRACKD = !flag('--no-conntrackd');
 const SEED = 7;
 
 interface Run {

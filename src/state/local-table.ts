@@ -155,7 +155,7 @@ export class LocalTable {
    * did not change (protoinfo, mark, labels, helper, ...); 'complete': a dump line, which lists everything except
    * timeout and protoinfo of offloaded flows.
    */
-  private upsert(key: string, flow: Flow, mode: 'new' | 'partial' | 'complete', slot = this.table.slotOf(key)): LocalChange {
+  private upsert(key: string, flow: Flow, mode: 'new' | 'partial' | 'complete', slot = this.table.slotOf(key), keepTimeout = false): LocalChange {
     const t = this.table;
     const now = this.clock.now();
     if (slot < 0) {
@@ -180,7 +180,7 @@ export class LocalTable {
       f = { ...flow, protoinfo: t.protoinfoAt(slot) };
     }
     // a line or update without a timeout leaves the entry's as it is
-    return this.settle(slot, t.set(key, f, t.versionAt(slot), t.bornAt(slot), now, slot, f.timeout === undefined));
+    return this.settle(slot, t.set(key, f, t.versionAt(slot), t.bornAt(slot), now, slot, keepTimeout || f.timeout === undefined));
   }
 
   /** Versions, dirty bits and counters for what set() reported about an entry it held already. */
@@ -237,19 +237,18 @@ export class LocalTable {
 
   /**
    * One line of the dump. A caller that computed the line's key (and its slotOf) already passes them: a refresh
-   * of a big table would otherwise build and look up every key twice.
+   * of a big table would otherwise build and look up every key twice. With keepTimeout (or a line without one),
+   * an entry the table holds keeps its timeout: the line's is close enough to it.
    */
-  resyncFlow(flow: Flow, key = flowKey(flow), slot?: number): LocalChange {
+  resyncFlow(flow: Flow, key = flowKey(flow), slot?: number, keepTimeout = false): LocalChange {
     if (this.skipLine(key, slot)) return 'ignored';
-    return this.noteLine(key, this.upsert(key, flow, 'complete', slot));
+    return this.noteLine(key, this.upsert(key, flow, 'complete', slot, keepTimeout));
   }
 
   /**
-   * resyncFlow() for a dump line read in place (scanPlainFlow), of an entry the table holds at `slot`; with
-   * keepTimeout (or a line without one) the entry keeps its timeout (the line's is close enough to it; resyncFlow()
-   * is given the line without it). Undefined, having done nothing, when
-   * only the decoded line can say what it means (a new incarnation, or an entry whose protoinfo the line lacks):
-   * the caller then decodes it and calls resyncFlow().
+   * resyncFlow() for a dump line read in place (scanPlainFlow), of an entry the table holds at `slot`, with the
+   * same keepTimeout. Undefined, having done nothing, when only the decoded line can say what it means (a new
+   * incarnation, or an entry whose protoinfo the line lacks): the caller then decodes it and calls resyncFlow().
    */
   resyncPlain(key: string, f: PlainFlow, slot: number, keepTimeout: boolean): LocalChange | undefined {
     const t = this.table;

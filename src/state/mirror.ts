@@ -260,7 +260,7 @@ export class KernelMirror {
       const slot = local.table.slotOf(key);
       const v = timeoutVerdict(slot, flow.timeout ?? -1);
       if (v === DRIFT) drift.push({ key, timeout: flow.timeout! });
-      local.resyncFlow(v === KEEP && flow.timeout !== undefined ? { ...flow, timeout: undefined } : flow, key, slot);
+      local.resyncFlow(flow, key, slot, v === KEEP);
     };
     // the common line, an entry we hold that is unchanged but for its timeout, read in place: no Flow, no garbage
     const plain = this.plain;

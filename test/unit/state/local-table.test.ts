@@ -142,6 +142,15 @@ describe('LocalTable dump and diff', () => {
     expect(t.get(key, clock.now())!.timeout).toBe(90);
   });
 
+  it('gives a new incarnation found by a dump the line’s timeout, even where the old one’s would have been kept', () => {
+    const { t } = table();
+    const key = t.applyEvent(ev('new', tcpFlow(0, { timeout: 100 }))).key;
+    t.beginResync();
+    expect(t.resyncFlow(tcpFlow(0, { timeout: 95, id: 1 }), key, t.table.slotOf(key), true)).toBe('replaced');
+    t.endResync();
+    expect(t.get(key)!.timeout).toBe(95);
+  });
+
   it('lets events seen during the dump win over the dump', () => {
     const { t } = table();
     for (let i = 0; i < 4; i++) t.applyEvent(ev('new', tcpFlow(i)));

@@ -306,13 +306,11 @@ describe('LocalTable.resyncPlain', () => {
           const at = keys.length ? keys[timeout % keys.length]!.flow : f;
           const r = read(message(lineOf(at, f, kind, timeout)), true);
           if (r === undefined) continue;
-          // the mirror passes a line it keeps the timeout of without one
-          const full = keep ? { ...r.flow, timeout: undefined } : r.flow;
-          const ca = a.resyncFlow(full, r.key, a.table.slotOf(r.key));
+          const ca = a.resyncFlow(r.flow, r.key, a.table.slotOf(r.key), keep);
           const slot = b.table.slotOf(r.key);
           const cb = r.plain && slot >= 0 ? b.resyncPlain(r.key, r.plain, slot, keep) : undefined;
           if (cb !== undefined) plain++;
-          expect(cb ?? b.resyncFlow(full, r.key, slot)).toBe(ca);
+          expect(cb ?? b.resyncFlow(r.flow, r.key, slot, keep)).toBe(ca);
           clock.advance(11);
         }
         expect(b.endResync()).toEqual(a.endResync());
