@@ -19,9 +19,10 @@ export interface MirrorOptions {
   holdUs?: number;
   /**
    * Only flows this accepts are mirrored (the synced set); a flow that stops matching leaves the table. When it
-   * also has `plain` (the same predicate over a message read in place, see compileFilter), or there is no filter,
-   * messages of the plain form skip decoding into a Flow: NEW events reach onChange without an event (like a
-   * resync's changes), and a dump's lines for entries held unchanged but for the timeout cost no Flow.
+   * also has `plain` (the same predicate over a message read in place, see compileFilter), NEW events of the
+   * plain form skip decoding into a Flow: they reach onChange without an event (like a resync's changes). A dump's
+   * lines for entries held unchanged but for the timeout are read in place with that predicate, or without a
+   * filter (they reach onChange only when something changed, and then decoded).
    */
   filter?: ((f: Flow) => boolean) & { plain?: (f: PlainFlow, buf: Buffer) => boolean };
   /** Keys kept out of the table whatever the filter says (a warm standby's entries: the peers' flows, not ours). */
@@ -89,13 +90,10 @@ export class KernelMirror {
   private readonly young = new Map<string, { seen: number; flow: Flow }>();
   private youngTimer?: NodeJS.Timeout;
   private readonly scratch = newPlainFlow();
-  /** The filter over messages read in place (all pass without a filter); without it, every message is decoded. */
-  private readonly plain: ((f: PlainFlow, buf: Buffer) => boolean) | undefined;
 
   constructor(private readonly opts: MirrorOptions) {
     this.filter = opts.filter ?? (() => true);
     this.exclude = opts.exclude ?? (() => false);
-    this.plain = opts.filter === undefined ? () => true : opts.filter.plain;
     this.local = new LocalTable({ clock: opts.clock, firstVersion: opts.firstVersion });
     // events first: nothing that happens while the first dump runs is lost
     this.events = new EventStream({
@@ -111,7 +109,8 @@ export class KernelMirror {
     this.events.ourPorts.add(this.ct.portId);
     this.events.onEvent = (ev) => this.onEvent(ev);
     // held-back young flows need the decoded Flow (promote() replays it): no fast path with minAgeMs
-    const plain = this.plain;
+    // (not without a filter: `ct watch` prints each event it is handed, so it needs them)
+    const plain = opts.filter?.plain;
     if (plain !== undefined && !opts.minAgeMs) this.events.onPlainNew = (key, f, buf) => this.onPlainNew(key, f, buf, plain);
     this.events.onOverrun = () => {
       this.onEventsLost();
@@ -263,7 +262,8 @@ export class KernelMirror {
       local.resyncFlow(flow, key, slot, v === KEEP);
     };
     // the common line, an entry we hold that is unchanged but for its timeout, read in place: no Flow, no garbage
-    const plain = this.plain;
+    // (all lines pass without a filter; a filter without an in-place form has every line decoded)
+    const plain = this.opts.filter === undefined ? () => true : this.opts.filter.plain;
     const line = this.scratch;
     const onLine = plain === undefined ? undefined : (buf: Buffer, off: number, end: number, family: number): boolean => {
       if (!scanPlainFlow(buf, off, end, family, line, true)) return false;

@@ -355,8 +355,10 @@ describe.skipIf(reason !== undefined)('kernel bridge (real kernel)', () => {
         const until = Date.now() + 10_000;
         while (!text.includes('"event":"resync"') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
         // only complete lines: the last one may still be arriving
-        const lines = text.slice(0, text.lastIndexOf('\n')).split('\n').map((l) => JSON.parse(l) as { event: string; flow?: { l4: string } });
+        const lines = text.slice(0, text.lastIndexOf('\n')).split('\n').map((l) => JSON.parse(l) as { event: string; origin?: string; flow?: { l4: string } });
         expect(lines.some((l) => l.event === 'new' && l.flow?.l4 === 'udp')).toBe(true);
+        // the first events, before the overrun, are the kernel's, each as it came
+        expect(lines[0]).toMatchObject({ event: 'new', origin: 'kernel' });
         expect(lines.some((l) => l.event === 'resync')).toBe(true);
       } finally {
         child.kill('SIGTERM');
