@@ -706,8 +706,8 @@ export class FlowTable {
     let result = this.claimed;
     const prevPresent = this.present[slot]!;
     let p = plainPresent(f);
-    const status = f.status >= 0 ? f.status : 0;
-    const mark = f.mark >= 0 ? f.mark : 0;
+    const status = orZero(f.status);
+    const mark = orZero(f.mark);
     w.u32(status & ~STATUS_INSIGNIFICANT);
     w.u32(mark);
     w.u8(f.tcpState >= 0 ? f.tcpState : 0xff);
@@ -727,7 +727,7 @@ export class FlowTable {
     const to = keepTimeout ? KEEP_TIMEOUT : f.timeout < 0 ? NO_TIMEOUT : Math.min(f.timeout, NO_TIMEOUT - 1);
     const tcp = f.tcpState >= 0;
     return this.store(
-      key, slot, result, prevPresent, p, ext, status, mark, f.id >= 0 ? f.id : 0, to, tcp ? f.tcpState : 0,
+      key, slot, result, prevPresent, p, ext, status, mark, orZero(f.id), to, tcp ? f.tcpState : 0,
       tcp ? orZero(f.wscaleOrig) : 0, tcp ? orZero(f.wscaleReply) : 0, tcp ? orZero(f.flagsOrig) : 0, tcp ? orZero(f.flagsReply) : 0,
       reportedAt, version, born,
     );
