@@ -49,7 +49,7 @@ export interface TcpTransportOptions {
   tls?: TcpSecurityOptions;
   /** Plaintext, unauthenticated link. Default false. Logs a warning at every start. Test labs only. */
   insecure?: boolean;
-  /** Send a heartbeat when nothing else was sent for this long, ms. Default 1000. */
+  /** Send a heartbeat when nothing else was sent for 1.25 × this, ms (the sync engine beats every heartbeatMs). Default 1000. */
   heartbeatMs?: number;
   /** No bytes received for this long → the link is down, ms. Default 3000; must be ≥ 2 × heartbeatMs. */
   deadAfterMs?: number;

@@ -18,7 +18,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function setup(clock?: Clock) {
+async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200 }) {
   dir = tempDir();
   const pskFile = freshPskFile(dir.dir);
   const b = new TcpTransport({
@@ -27,8 +27,7 @@ async function setup(clock?: Clock) {
     listen: { host: '127.0.0.1', port: 0 },
     peers: [{ nodeId: 'fw-a', addresses: [`127.0.0.1:${await freePort()}`] }],
     tls: { pskFile },
-    heartbeatMs: 50,
-    deadAfterMs: 200,
+    ...timing,
     helloTimeoutMs: 200,
     ...(clock ? { clock } : {}),
   });
@@ -89,6 +88,27 @@ describe('liveness', () => {
     expect(beats).toBeGreaterThan(0);
     // a 50 ms heartbeat used to ride on a 12 ms tick (four wake-ups per beat); now one per beat (two spare: beats still in flight)
     expect(armed.length - armedAtUp).toBeLessThanOrEqual(beats + 2);
+    expect(rb.state('fw-a')).toBe('up');
+  });
+
+  it('sends no heartbeat of its own while the layer above writes a little less often than every heartbeatMs', async () => {
+    // The sync engine beats every heartbeatMs; a link heartbeat due at the same moment only doubled the records.
+    const { b, rb, s, received } = await setup(undefined, { heartbeatMs: 100, deadAfterMs: 400 });
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    const hb = Buffer.concat(encodeLinkFrame(LinkFrame.Heartbeat));
+    const start = received.length;
+    let sent = 0;
+    for (let i = 0; i < 10; i++) {
+      s.write(hb);
+      if (b.send(Buffer.from('beat'))) sent++;
+      await new Promise((r) => setTimeout(r, 105)); // later than heartbeatMs, well before 1.25 × heartbeatMs
+    }
+    const got = received.slice(start);
+    expect(sent).toBe(10);
+    expect(got.filter((t) => t === LinkFrame.Data)).toHaveLength(10);
+    // every 105 ms a heartbeat used to follow each write; two spare for a timer late by more than 20 ms
+    expect(got.filter((t) => t === LinkFrame.Heartbeat).length).toBeLessThanOrEqual(2);
     expect(rb.state('fw-a')).toBe('up');
   });
 
