@@ -424,6 +424,7 @@ export class SyncEngine {
   }
 
   private sendFrame(frame: Buffer): boolean {
+    if (this.stopped) return false; // a transport may outlive us a little (a Redis stop flushes its queue)
     this.counters.framesOut++;
     const ok = this.transport.send(frame);
     if (!ok && (this.anyPeerUp() || this.writeBlocked())) this.backpressured = true;
@@ -477,6 +478,8 @@ export class SyncEngine {
       if (this.backpressured) await this.waitDrain();
       else await new Promise((r) => setImmediate(r));
     }
+    // stopped: no end, or the receiver would take the part it got for the whole table and drop the rest
+    if (this.stopped) return;
     this.sendSequenced({ bulkEnd: { bulkId, count: sent } }, []);
     this.log_.info({ bulkId, entries: sent }, 'bulk send finished');
   }
