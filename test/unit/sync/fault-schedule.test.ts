@@ -1,5 +1,5 @@
-// Random schedules of kernel churn and link faults between an active and a standby engine: once the faults end, the
-// standby's copy converges to the active's table exactly. engine.test.ts has one hand-written schedule per fault;
+// Random schedules of kernel churn and link faults between two engines: once the faults end, each node's copy of the
+// other's table converges to it exactly (the active's flows on the standby, and the standby's own on the active). engine.test.ts has one hand-written schedule per fault;
 // this lets fast-check interleave them. The faults: cuts (frames in flight lost, then resume or bulk), restarts of
 // either daemon, and, on a live link, lost and held-then-reordered data frames (upsert, delete, refresh; the digest
 // exchange repairs them).
@@ -11,7 +11,7 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
 import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
 import { systemClock } from '../../../src/state/clock.js';
-import { createMemoryPair } from '../../../src/transport/memory.js';
+import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
 import { decodeFrame } from '../../../src/wire/envelope.js';
 import { Ips, TcpState, type Flow, type FlowEvent } from '../../../src/kernel/types.js';
@@ -43,24 +43,27 @@ function flow(i: number, id: number, state: TcpState, mark: number, udp: boolean
 }
 
 type Op =
-  | { t: 'new' | 'update'; i: number; state: number; mark: number }
-  | { t: 'destroy'; i: number }
-  | { t: 'cut' | 'restore' | 'hold' | 'unfilter' | 'restartActive' | 'restartStandby' }
-  | { t: 'drop'; n: number }
+  | { t: 'new' | 'update'; n: number; i: number; state: number; mark: number }
+  | { t: 'destroy'; n: number; i: number }
+  | { t: 'restart'; n: number }
+  | { t: 'cut' | 'restore' | 'hold' | 'unfilter' }
+  | { t: 'drop'; frames: number }
   | { t: 'release'; order: 'fifo' | 'reverse' }
   | { t: 'wait'; ms: number };
 
+// node 0 is the active, node 1 the standby; the standby has flows of its own too (its peer table on the active)
 const FLOWS = 8;
+const nodeIx = fc.constantFrom(0, 0, 0, 1);
 const churnAndCuts = [
-  { arbitrary: fc.record({ t: fc.constantFrom('new' as const, 'update' as const), i: fc.nat(FLOWS - 1), state: fc.nat(STATES.length - 1), mark: fc.nat(3) }), weight: 8 },
-  { arbitrary: fc.record({ t: fc.constant('destroy' as const), i: fc.nat(FLOWS - 1) }), weight: 3 },
+  { arbitrary: fc.record({ t: fc.constantFrom('new' as const, 'update' as const), n: nodeIx, i: fc.nat(FLOWS - 1), state: fc.nat(STATES.length - 1), mark: fc.nat(3) }), weight: 8 },
+  { arbitrary: fc.record({ t: fc.constant('destroy' as const), n: nodeIx, i: fc.nat(FLOWS - 1) }), weight: 3 },
   { arbitrary: fc.record({ t: fc.constantFrom('cut' as const, 'restore' as const) }), weight: 2 },
-  { arbitrary: fc.record({ t: fc.constantFrom('restartActive' as const, 'restartStandby' as const) }), weight: 1 },
+  { arbitrary: fc.record({ t: fc.constant('restart' as const), n: fc.nat(1) }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 8 }) }), weight: 3 },
 ] as const;
 const liveLoss = [
   { arbitrary: fc.record({ t: fc.constantFrom('hold' as const, 'unfilter' as const) }), weight: 1 },
-  { arbitrary: fc.record({ t: fc.constant('drop' as const), n: fc.integer({ min: 1, max: 4 }) }), weight: 1 },
+  { arbitrary: fc.record({ t: fc.constant('drop' as const), frames: fc.integer({ min: 1, max: 4 }) }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('release' as const), order: fc.constantFrom('fifo' as const, 'reverse' as const) }), weight: 1 },
 ] as const;
 const schedule = (ops: fc.Arbitrary<Op>) => fc.tuple(fc.array(ops, { minLength: 1, maxLength: 60 }), fc.constantFrom(2, 8192));
@@ -69,22 +72,33 @@ const RUNS = Number(process.env.FC_RUNS ?? 200);
 const DATA = new Set(['upsert', 'delete', 'refresh']);
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Plays `ops`, ends the faults, and waits up to 4 s for convergence, sending a digest every 20 ms if `digests`. */
+/** One node: its kernel's flows (each tuple's current connection), the daemon's local table and its engine. */
+interface Side {
+  id: string;
+  transport: MemoryTransport;
+  kernel: Map<number, { id: number; udp: boolean; state: number; mark: number }>;
+  local: LocalTable;
+  engine: SyncEngine;
+}
+
+/** Plays `ops`, ends the faults, and waits up to 4 s for convergence, sending digests every 20 ms if `digests`. */
 async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{ ok: boolean; detail: string }> {
   const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-  const engine = (id: string, local: LocalTable, t: typeof a): SyncEngine => {
-    const e = new SyncEngine(opts(id, resumeFrames), local, t, systemClock, log);
-    engines.push(e);
-    e.start();
-    return e;
+  // a new daemon: a new session whose table comes from a dump of the kernel
+  const boot = (s: Side): void => {
+    s.local = new LocalTable({ clock: systemClock });
+    for (const [i, c] of s.kernel) s.local.applyEvent({ kind: 'new', flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
+    s.engine = new SyncEngine(opts(s.id, resumeFrames), s.local, s.transport, systemClock, log);
+    engines.push(s.engine);
+    s.engine.start();
   };
-  let local = new LocalTable({ clock: systemClock });
-  let A = engine('fw1', local, a);
-  let B = engine('fw2', new LocalTable({ clock: systemClock }), b);
+  const sides = ([['fw1', a], ['fw2', b]] as const).map(([id, transport]) => {
+    const s = { id, transport, kernel: new Map() } as unknown as Side;
+    boot(s);
+    return s;
+  });
   await a.start();
   await b.start();
-  // the kernel's view: what each tuple holds now (its conntrack id changes when the connection is new)
-  const kernel = new Map<number, { id: number; udp: boolean; state: number; mark: number }>();
   let nextId = 1;
   let dropLeft = 0;
   let holding = false;
@@ -94,48 +108,42 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
     if (dropLeft > 0) return dropLeft--, 'drop';
     return holding ? 'hold' : 'deliver';
   });
-  const event = (kind: FlowEvent['kind'], f: Flow): void => {
-    const r = local.applyEvent({ kind, flow: f, origin: 'kernel', portId: 0 });
+  const event = (s: Side, kind: FlowEvent['kind'], i: number): void => {
+    const c = s.kernel.get(i)!;
+    const r = s.local.applyEvent({ kind, flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
     const reborn = rebornOf(r.change);
-    if (reborn !== undefined) A.changed(r.key, reborn, r.slot); // as the daemon does
+    if (reborn !== undefined) s.engine.changed(r.key, reborn, r.slot); // as the daemon does
   };
   for (const o of ops) {
     switch (o.t) {
       case 'new': {
         // a NEW on a tuple the kernel holds is a new connection that replaced it (its DESTROY was lost or coalesced)
-        const c = { id: nextId++, udp: o.i % 5 === 0, state: o.state, mark: o.mark };
-        kernel.set(o.i, c);
-        event('new', flow(o.i, c.id, STATES[c.state]!, c.mark, c.udp));
+        const s = sides[o.n]!;
+        s.kernel.set(o.i, { id: nextId++, udp: o.i % 5 === 0, state: o.state, mark: o.mark });
+        event(s, 'new', o.i);
         break;
       }
       case 'update': {
-        const c = kernel.get(o.i);
+        const s = sides[o.n]!;
+        const c = s.kernel.get(o.i);
         if (!c) break;
         Object.assign(c, { state: o.state, mark: o.mark });
-        event('update', flow(o.i, c.id, STATES[c.state]!, c.mark, c.udp));
+        event(s, 'update', o.i);
         break;
       }
-      case 'restartActive': {
-        // a new daemon: a new session whose table comes from a dump of the kernel
-        A.stop();
-        await a.stop();
-        local = new LocalTable({ clock: systemClock });
-        for (const [i, c] of kernel) local.applyEvent({ kind: 'new', flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
-        A = engine('fw1', local, a);
-        await a.start();
-        break;
-      }
-      case 'restartStandby':
-        B.stop();
-        await b.stop();
-        B = engine('fw2', new LocalTable({ clock: systemClock }), b);
-        await b.start();
-        break;
       case 'destroy': {
-        const c = kernel.get(o.i);
-        if (!c) break;
-        kernel.delete(o.i);
-        event('destroy', flow(o.i, c.id, TcpState.Close, 0, c.udp));
+        const s = sides[o.n]!;
+        if (!s.kernel.has(o.i)) break;
+        event(s, 'destroy', o.i);
+        s.kernel.delete(o.i);
+        break;
+      }
+      case 'restart': {
+        const s = sides[o.n]!;
+        s.engine.stop();
+        await s.transport.stop();
+        boot(s);
+        await s.transport.start();
         break;
       }
       case 'cut':
@@ -152,7 +160,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
         dropLeft = 0;
         break;
       case 'drop':
-        dropLeft += o.n;
+        dropLeft += o.frames;
         break;
       case 'release':
         link.releaseHeld(o.order);
@@ -167,43 +175,48 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
   dropLeft = 0;
   link.releaseHeld('reverse');
   if (link.isCut()) link.restore();
+  const [A, B] = sides as [Side, Side];
+  const converged = () => same(A, B) && same(B, A);
   try {
     const end = Date.now() + 4000;
     while (Date.now() < end) {
       await tick(20);
-      if (same(local, B)) return { ok: true, detail: '' };
-      if (digests) (A as unknown as { sendDigest(): void }).sendDigest();
+      if (converged()) return { ok: true, detail: '' };
+      if (digests) for (const s of sides) (s.engine as unknown as { sendDigest(): void }).sendDigest();
     }
-    return { ok: false, detail: diff(local, B) };
+    return { ok: false, detail: diff(A, B) + diff(B, A) };
   } finally {
     await a.stop();
     await b.stop();
   }
 }
 
-function view(t: { forEach(fn: (k: string) => void): void; get(k: string): Flow | undefined }): Map<string, string> {
+type Readable = { size: number; forEach(fn: (k: string) => void): void; get(k: string): Flow | undefined };
+
+function view(t: Readable): Map<string, string> {
   const m = new Map<string, string>();
   t.forEach((k) => m.set(k, JSON.stringify({ ...toSyncedFlow(t.get(k)!), timeout: undefined })));
   return m;
 }
 
-function same(local: LocalTable, B: SyncEngine): boolean {
-  const peer = B.peerTables().get('fw1');
-  if (!peer || peer.size !== local.size) return false;
-  const a = view(local);
+/** `to`'s copy of `from`'s table equals it. */
+function same(from: Side, to: Side): boolean {
+  const peer = to.engine.peerTables().get(from.id);
+  if (!peer || peer.size !== from.local.size) return false;
+  const a = view(from.local);
   const b = view(peer);
   for (const [k, v] of a) if (b.get(k) !== v) return false;
   return true;
 }
 
-function diff(local: LocalTable, B: SyncEngine): string {
-  const peer = B.peerTables().get('fw1');
-  const a = view(local);
+function diff(from: Side, to: Side): string {
+  const peer = to.engine.peerTables().get(from.id);
+  const a = view(from.local);
   const b = peer ? view(peer) : new Map<string, string>();
   const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(`active ${k}: ${v} / standby: ${b.get(k) ?? 'missing'}`);
-  for (const k of b.keys()) if (!a.has(k)) out.push(`standby holds ${k}, the active does not`);
-  return out.join('\n');
+  for (const [k, v] of a) if (b.get(k) !== v) out.push(`${from.id} ${k}: ${v} / ${to.id}'s copy: ${b.get(k) ?? 'missing'}`);
+  for (const k of b.keys()) if (!a.has(k)) out.push(`${to.id}'s copy holds ${k}, ${from.id} does not`);
+  return out.map((l) => l + '\n').join('');
 }
 
 describe('sync engine under random fault schedules', () => {
@@ -214,7 +227,7 @@ describe('sync engine under random fault schedules', () => {
     expect(r.ok).toBe(true);
   };
 
-  test('after cuts and restarts during churn, resume or bulk alone makes the standby equal the active (no digest)', async () => {
+  test('after cuts and restarts during churn, resume or bulk alone makes each copy equal its source (no digest)', async () => {
     await fc.assert(fc.asyncProperty(schedule(fc.oneof(...churnAndCuts)), converges(false)), { numRuns: RUNS });
   }, 120_000);
 
