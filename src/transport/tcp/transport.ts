@@ -741,9 +741,9 @@ export class TcpTransport implements Transport {
 
   /**
    * When a connection next needs looking at: its connect or hello deadline; once up, a heartbeat or link-down check.
-   * The heartbeat waits for a quarter of heartbeatMs more than it must: the sync engine writes its own heartbeat every
-   * heartbeatMs, and ours, due at the same moment, would go out beside it (a second record and read on both nodes
-   * for nothing). A silent link still beats every 1.25 × heartbeatMs, well inside deadAfterMs (≥ 2 × heartbeatMs).
+   * Our heartbeat is due after 1.25 × heartbeatMs of silence, not heartbeatMs: the sync engine writes its own every
+   * heartbeatMs, and ours, due at the same moment, went out beside it (a second record and read on both nodes for
+   * nothing). A link nothing else writes to still beats well inside deadAfterMs (≥ 2 × heartbeatMs).
    */
   private dueOf(c: Conn): number {
     const o = this.opts;
