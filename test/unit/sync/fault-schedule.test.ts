@@ -85,18 +85,15 @@ interface Side {
 async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{ ok: boolean; detail: string }> {
   const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
   // a new daemon: a new session whose table comes from a dump of the kernel
-  const boot = (s: Side): void => {
-    s.local = new LocalTable({ clock: systemClock });
-    for (const [i, c] of s.kernel) s.local.applyEvent({ kind: 'new', flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
-    s.engine = new SyncEngine(opts(s.id, resumeFrames), s.local, s.transport, systemClock, log);
-    engines.push(s.engine);
-    s.engine.start();
+  const boot = (id: string, transport: MemoryTransport, kernel: Side['kernel']): Side => {
+    const local = new LocalTable({ clock: systemClock });
+    for (const [i, c] of kernel) local.applyEvent({ kind: 'new', flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
+    const engine = new SyncEngine(opts(id, resumeFrames), local, transport, systemClock, log);
+    engines.push(engine);
+    engine.start();
+    return { id, transport, kernel, local, engine };
   };
-  const sides = ([['fw1', a], ['fw2', b]] as const).map(([id, transport]) => {
-    const s = { id, transport, kernel: new Map() } as unknown as Side;
-    boot(s);
-    return s;
-  });
+  const sides = [boot('fw1', a, new Map()), boot('fw2', b, new Map())];
   await a.start();
   await b.start();
   let nextId = 1;
@@ -142,7 +139,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
         const s = sides[o.n]!;
         s.engine.stop();
         await s.transport.stop();
-        boot(s);
+        sides[o.n] = boot(s.id, s.transport, s.kernel);
         await s.transport.start();
         break;
       }
