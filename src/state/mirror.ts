@@ -48,6 +48,7 @@ export interface MirrorStats {
 
 /** A refresh: the kernel's remaining timeout for a flow whose copy elsewhere has drifted from it. */
 export interface TimeoutDrift {
+  /** The table's own string, not the dump line's copy: the engine keeps it until the peer acks the refresh. */
   key: string;
   timeout: number;
 }
@@ -258,7 +259,7 @@ export class KernelMirror {
       if (passOver(key)) return;
       const slot = local.table.slotOf(key);
       const v = timeoutVerdict(slot, flow.timeout ?? -1);
-      if (v === DRIFT) drift.push({ key, timeout: flow.timeout! });
+      if (v === DRIFT) drift.push({ key: local.table.keyAt(slot)!, timeout: flow.timeout! });
       local.resyncFlow(flow, key, slot, v === KEEP);
     };
     // the common line, an entry we hold that is unchanged but for its timeout, read in place: no Flow, no garbage
@@ -274,7 +275,7 @@ export class KernelMirror {
       if (slot < 0) return false;
       const v = timeoutVerdict(slot, line.timeout);
       if (local.resyncPlain(key, line, slot, v === KEEP) === undefined) return false;
-      if (v === DRIFT) drift.push({ key, timeout: line.timeout });
+      if (v === DRIFT) drift.push({ key: local.table.keyAt(slot)!, timeout: line.timeout });
       return true;
     };
     try {

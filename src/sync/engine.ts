@@ -396,7 +396,8 @@ export class SyncEngine {
   sendRefreshes(items: { key: string; timeout: number }[]): void {
     for (let i = 0; i < items.length; i += this.perFrame) {
       const chunk = items.slice(i, i + this.perFrame);
-      this.sendSequenced({ refresh: { items: chunk.map((r) => refreshToWire(keyOf(r.key), r.timeout)) } }, []);
+      // logged with their keys: if the frame is lost in a cut, resume re-sends these entries' current state
+      this.sendSequenced({ refresh: { items: chunk.map((r) => refreshToWire(keyOf(r.key), r.timeout)) } }, chunk.map((r) => r.key));
       this.counters.refreshesOut += chunk.length;
     }
   }

@@ -7,6 +7,7 @@ import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
 import { FakeClock, systemClock, type Clock } from '../../../src/state/clock.js';
 import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
+import { flowKey } from '../../../src/state/key.js';
 import { decodeFrame, encodeFrame } from '../../../src/wire/envelope.js';
 import { Ips, TcpState, type Flow, type FlowEvent } from '../../../src/kernel/types.js';
 
@@ -150,6 +151,34 @@ describe('sync engine', () => {
     expectConverged(A, B, 'fw1');
     expect(A.engine.counters.resumes).toBe(1);
     expect(A.engine.counters.bulks).toBe(bulks);
+  });
+
+  test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
+    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 300; i++) A.event('new', tcp(i)); // 3600 s left
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    link.cut();
+    // the periodic dump finds 120 s left on the first 100 (as the mirror does: the table takes it, then the refresh)
+    A.local.beginResync();
+    const drift: { key: string; timeout: number }[] = [];
+    for (let i = 0; i < 300; i++) {
+      const f = tcp(i, TcpState.Established, i < 100 ? { timeout: 120 } : {});
+      A.local.resyncFlow(f, undefined, undefined, i >= 100);
+      if (i < 100) drift.push({ key: flowKey(f), timeout: 120 });
+    }
+    A.local.endResync();
+    A.engine.sendRefreshes(drift);
+    link.restore();
+    const peer = () => B.engine.peerTables().get('fw1')!;
+    const low = () => drift.filter((d) => (peer().remainingTimeout(d.key) ?? 0) <= 120).length;
+    await until(() => A.engine.counters.resumes === 1, 'resume');
+    await until(() => low() === 100, 'the refreshed timeouts on the standby', 1000);
+    expect(peer().remainingTimeout(flowKey(tcp(200)))).toBeGreaterThan(3500); // the rest kept theirs
   });
 
   test('frames lost on the link (no cut) are repaired by the digest exchange', async () => {
