@@ -1,8 +1,9 @@
 // Random schedules of kernel churn and link faults between two engines: once the faults end, each node's copy of the
-// other's table converges to it exactly (the active's flows on the standby, and the standby's own on the active). engine.test.ts has one hand-written schedule per fault;
-// this lets fast-check interleave them. The faults: cuts (frames in flight lost, then resume or bulk), restarts of
-// either daemon, and, on a live link, lost and held-then-reordered data frames (upsert, delete, refresh; the digest
-// exchange repairs them).
+// other's table converges to it exactly (the active's flows on the standby, and the standby's own on the active),
+// remaining timeouts included where no frame is lost on a live link (digests do not compare timeouts).
+// engine.test.ts has one hand-written schedule per fault; this lets fast-check interleave them. The faults: cuts
+// (frames in flight lost, then resume or bulk), restarts of either daemon, and, on a live link, lost and
+// held-then-reordered data frames (upsert, delete, refresh; the digest exchange repairs the entries they carried).
 // Handshake, bulk markers, acks and digests are never lost on a live link: TCP loses frames only with the
 // connection, and a cut is its own fault here.
 import fc from 'fast-check';
@@ -13,6 +14,7 @@ import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
 import { systemClock } from '../../../src/state/clock.js';
 import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
+import { flowKey } from '../../../src/state/key.js';
 import { decodeFrame } from '../../../src/wire/envelope.js';
 import { Ips, TcpState, type Flow, type FlowEvent } from '../../../src/kernel/types.js';
 
@@ -27,7 +29,7 @@ afterEach(() => {
 
 const STATES = [TcpState.SynSent, TcpState.SynRecv, TcpState.Established, TcpState.FinWait, TcpState.CloseWait, TcpState.TimeWait, TcpState.Close];
 
-function flow(i: number, id: number, state: TcpState, mark: number, udp: boolean): Flow {
+function flow(i: number, id: number, state: TcpState, mark: number, udp: boolean, timeout: number): Flow {
   const src = `10.1.0.${i}`;
   const proto = udp ? 17 : 6;
   return {
@@ -35,7 +37,7 @@ function flow(i: number, id: number, state: TcpState, mark: number, udp: boolean
     orig: { src, dst: '10.2.0.1', proto, sport: 20000 + i, dport: 53 },
     reply: { src: '10.2.0.1', dst: src, proto, sport: 53, dport: 20000 + i },
     status: Ips.Confirmed | (state >= TcpState.Established ? Ips.SeenReply | Ips.Assured : 0),
-    timeout: 600,
+    timeout,
     mark,
     id,
     ...(udp ? {} : { protoinfo: { tcp: { state } } }),
@@ -45,6 +47,7 @@ function flow(i: number, id: number, state: TcpState, mark: number, udp: boolean
 type Op =
   | { t: 'new' | 'update'; n: number; i: number; state: number; mark: number }
   | { t: 'destroy'; n: number; i: number }
+  | { t: 'refresh'; n: number; i: number; timeout: number }
   | { t: 'restart'; n: number }
   | { t: 'cut' | 'restore' | 'hold' | 'unfilter' }
   | { t: 'drop'; frames: number }
@@ -57,6 +60,8 @@ const nodeIx = fc.constantFrom(0, 0, 0, 1);
 const churnAndCuts = [
   { arbitrary: fc.record({ t: fc.constantFrom('new' as const, 'update' as const), n: nodeIx, i: fc.nat(FLOWS - 1), state: fc.nat(STATES.length - 1), mark: fc.nat(3) }), weight: 8 },
   { arbitrary: fc.record({ t: fc.constant('destroy' as const), n: nodeIx, i: fc.nat(FLOWS - 1) }), weight: 3 },
+  // the periodic dump finds a remaining timeout the kernel changed without an event (traffic, or just time)
+  { arbitrary: fc.record({ t: fc.constant('refresh' as const), n: nodeIx, i: fc.nat(FLOWS - 1), timeout: fc.integer({ min: 100, max: 500 }) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constantFrom('cut' as const, 'restore' as const) }), weight: 2 },
   { arbitrary: fc.record({ t: fc.constant('restart' as const), n: fc.nat(1) }), weight: 1 },
   { arbitrary: fc.record({ t: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 8 }) }), weight: 3 },
@@ -76,10 +81,20 @@ const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
 interface Side {
   id: string;
   transport: MemoryTransport;
-  kernel: Map<number, { id: number; udp: boolean; state: number; mark: number }>;
+  kernel: Map<number, KernelFlow>;
   local: LocalTable;
   engine: SyncEngine;
 }
+
+/** A connection in the model kernel; `timeout` is its remaining lifetime when last set (NEW, UPDATE, refresh). */
+interface KernelFlow {
+  id: number;
+  udp: boolean;
+  state: number;
+  mark: number;
+  timeout: number;
+}
+const kernelFlow = (i: number, c: KernelFlow): Flow => flow(i, c.id, STATES[c.state]!, c.mark, c.udp, c.timeout);
 
 /** Plays `ops`, ends the faults, and waits up to 4 s for convergence, sending digests every 20 ms if `digests`. */
 async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{ ok: boolean; detail: string }> {
@@ -87,7 +102,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
   // a new daemon: a new session whose table comes from a dump of the kernel
   const boot = (id: string, transport: MemoryTransport, kernel: Side['kernel']): Side => {
     const local = new LocalTable({ clock: systemClock });
-    for (const [i, c] of kernel) local.applyEvent({ kind: 'new', flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
+    for (const [i, c] of kernel) local.applyEvent({ kind: 'new', flow: kernelFlow(i, c), origin: 'kernel', portId: 0 });
     const engine = new SyncEngine(opts(id, resumeFrames), local, transport, systemClock, log);
     engines.push(engine);
     engine.start();
@@ -107,7 +122,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
   });
   const event = (s: Side, kind: FlowEvent['kind'], i: number): void => {
     const c = s.kernel.get(i)!;
-    const r = s.local.applyEvent({ kind, flow: flow(i, c.id, STATES[c.state]!, c.mark, c.udp), origin: 'kernel', portId: 0 });
+    const r = s.local.applyEvent({ kind, flow: kernelFlow(i, c), origin: 'kernel', portId: 0 });
     const reborn = rebornOf(r.change);
     if (reborn !== undefined) s.engine.changed(r.key, reborn, r.slot); // as the daemon does
   };
@@ -116,7 +131,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
       case 'new': {
         // a NEW on a tuple the kernel holds is a new connection that replaced it (its DESTROY was lost or coalesced)
         const s = sides[o.n]!;
-        s.kernel.set(o.i, { id: nextId++, udp: o.i % 5 === 0, state: o.state, mark: o.mark });
+        s.kernel.set(o.i, { id: nextId++, udp: o.i % 5 === 0, state: o.state, mark: o.mark, timeout: 600 });
         event(s, 'new', o.i);
         break;
       }
@@ -124,7 +139,7 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
         const s = sides[o.n]!;
         const c = s.kernel.get(o.i);
         if (!c) break;
-        Object.assign(c, { state: o.state, mark: o.mark });
+        Object.assign(c, { state: o.state, mark: o.mark, timeout: 600 });
         event(s, 'update', o.i);
         break;
       }
@@ -133,6 +148,19 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
         if (!s.kernel.has(o.i)) break;
         event(s, 'destroy', o.i);
         s.kernel.delete(o.i);
+        break;
+      }
+      case 'refresh': {
+        // as the mirror does: a dump of the whole kernel, whose drifted line the table takes; then the refresh
+        const s = sides[o.n]!;
+        const c = s.kernel.get(o.i);
+        if (!c) break;
+        c.timeout = o.timeout;
+        s.local.beginResync();
+        for (const [i, k] of s.kernel) s.local.resyncFlow(kernelFlow(i, k), undefined, undefined, i !== o.i);
+        const d = s.local.endResync();
+        if (d.added.length + d.changed.length + d.removed.length) throw new Error('the model kernel and the table differ');
+        s.engine.sendRefreshes([{ key: flowKey(kernelFlow(o.i, c)), timeout: o.timeout }]);
         break;
       }
       case 'restart': {
@@ -173,15 +201,16 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
   link.releaseHeld('reverse');
   if (link.isCut()) link.restore();
   const [A, B] = sides as [Side, Side];
-  const converged = () => same(A, B) && same(B, A);
+  // timeouts are compared only without live loss: a lost refresh is not something a digest finds
+  const differ = () => [...differences(A, B, !digests), ...differences(B, A, !digests)];
   try {
     const end = Date.now() + 4000;
     while (Date.now() < end) {
       await tick(20);
-      if (converged()) return { ok: true, detail: '' };
+      if (!differ().length) return { ok: true, detail: '' };
       if (digests) for (const s of sides) (s.engine as unknown as { sendDigest(): void }).sendDigest();
     }
-    return { ok: false, detail: diff(A, B) + diff(B, A) };
+    return { ok: false, detail: differ().map((l) => l + '\n').join('') };
   } finally {
     await a.stop();
     await b.stop();
@@ -190,30 +219,29 @@ async function run(ops: Op[], resumeFrames: number, digests: boolean): Promise<{
 
 type Readable = { size: number; forEach(fn: (k: string) => void): void; get(k: string): Flow | undefined };
 
-function view(t: Readable): Map<string, string> {
-  const m = new Map<string, string>();
-  t.forEach((k) => m.set(k, JSON.stringify({ ...toSyncedFlow(t.get(k)!), timeout: undefined })));
+/** Each entry's synced contents, its remaining timeout aside, and that timeout (s). */
+function view(t: Readable): Map<string, { synced: string; timeout: number }> {
+  const m = new Map<string, { synced: string; timeout: number }>();
+  t.forEach((k) => {
+    const f = t.get(k)!;
+    m.set(k, { synced: JSON.stringify({ ...toSyncedFlow(f), timeout: undefined }), timeout: f.timeout ?? -1 });
+  });
   return m;
 }
 
-/** `to`'s copy of `from`'s table equals it. */
-function same(from: Side, to: Side): boolean {
-  const peer = to.engine.peerTables().get(from.id);
-  if (!peer || peer.size !== from.local.size) return false;
-  const a = view(from.local);
-  const b = view(peer);
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
-}
-
-function diff(from: Side, to: Side): string {
+/** Where `to`'s copy of `from`'s table differs from it; remaining timeouts within 2 s count as equal. */
+function differences(from: Side, to: Side, timeouts: boolean): string[] {
   const peer = to.engine.peerTables().get(from.id);
   const a = view(from.local);
-  const b = peer ? view(peer) : new Map<string, string>();
+  const b = peer ? view(peer) : new Map<string, { synced: string; timeout: number }>();
   const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(`${from.id} ${k}: ${v} / ${to.id}'s copy: ${b.get(k) ?? 'missing'}`);
+  for (const [k, v] of a) {
+    const w = b.get(k);
+    if (w?.synced !== v.synced) out.push(`${from.id} ${k}: ${v.synced} / ${to.id}'s copy: ${w?.synced ?? 'missing'}`);
+    else if (timeouts && Math.abs(w.timeout - v.timeout) > 2) out.push(`${from.id} ${k}: ${v.timeout} s left / ${to.id}'s copy: ${w.timeout} s`);
+  }
   for (const k of b.keys()) if (!a.has(k)) out.push(`${to.id}'s copy holds ${k}, ${from.id} does not`);
-  return out.map((l) => l + '\n').join('');
+  return out;
 }
 
 describe('sync engine under random fault schedules', () => {
