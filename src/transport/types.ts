@@ -69,9 +69,10 @@ export interface Transport {
    * caller tells apart by the link state it tracks through `onLink`:
    * - some peer is up but its buffer is above the high-water mark: the frame IS queued and will be delivered;
    *   wait for `onDrain` before sending more;
-   * - no peer is up (or the transport is stopped, or a peer's queue exceeded its hard cap): the frame is NOT
-   *   delivered anywhere and is counted in `stats().dropped` (`no_link`, `stopped`, `queue_full`). Nothing is
-   *   buffered for later: the sync layer re-sends current state after the next `up`.
+   * - no peer is up (or the transport is stopped, or a peer's queue would pass its hard cap, which takes that
+   *   peer's link down): the frame is NOT delivered anywhere and is counted in `stats().dropped` (`no_link`,
+   *   `stopped`, `queue_full`). Nothing is buffered for later: the sync layer re-sends current state after the
+   *   next `up`. A peer never receives a frame sent after one it lost without its link going down in between.
    */
   send(frame: Buffer): boolean;
   /** A frame from an authenticated peer, intact and in the order that peer sent it. */

@@ -68,7 +68,10 @@ export interface TcpTransportOptions {
   failbackMs?: number;
   /** Largest frame payload accepted or sent, bytes. A larger incoming length drops the connection. Default 16 MiB. */
   maxFrameBytes?: number;
-  /** Per-peer hard cap on bytes queued in the socket; beyond it `send` drops the frame (`queue_full`). Default 64 MiB. */
+  /**
+   * Per-peer hard cap on bytes queued in the socket. A frame that would pass it is not sent and the connection is
+   * dropped (`queue_full`), so the peer never gets frames after a lost one on the same connection. Default 64 MiB.
+   */
   maxQueuedBytes?: number;
   /** pino logger; the transport makes children per peer. Default: a silent logger. */
   logger?: Logger;

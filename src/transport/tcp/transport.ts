@@ -265,7 +265,10 @@ export class TcpTransport implements Transport {
       const c = p.conn;
       if (!c || !c.up || c.closed) continue;
       if (c.socket.writableLength + frame.length > this.opts.maxQueuedBytes) {
+        // the peer cannot keep up. Skipping this frame while later ones still reach it would leave a hole nobody
+        // notices; dropping the connection turns it into a loss the sync layer repairs (resume) when it is back.
         countReason(this.dropped, 'queue_full');
+        this.closeConn(c, 'queue_full');
         ok = false;
         continue;
       }

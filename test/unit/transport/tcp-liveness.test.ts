@@ -1,11 +1,13 @@
-// Liveness of the TCP peer link: heartbeats flow while idle, a peer silent for deadAfterMs is declared down,
-// and a connection that never says hello is refused after helloTimeoutMs.
+// Liveness of the TCP peer link: heartbeats flow while idle, a peer silent for deadAfterMs is declared down, a peer
+// that cannot keep up (maxQueuedBytes) is dropped, and a connection that never says hello is refused after
+// helloTimeoutMs.
 
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinkFrame, LinkFrameDecoder, encodeLinkFrame } from '../../../src/transport/tcp/framing.js';
 import { LINK_PROTOCOL_VERSION, encodeHello } from '../../../src/transport/tcp/hello.js';
 import { PSK_CIPHERS, TcpTransport, loadPsk } from '../../../src/transport/tcp/index.js';
+import type { TcpTransportOptions } from '../../../src/transport/tcp/options.js';
 import { systemClock, type Clock } from '../../../src/transport/types.js';
 import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
 import { record, waitFor } from '../../contract/transport-contract.js';
@@ -18,7 +20,7 @@ afterEach(async () => {
   dir = undefined;
 });
 
-async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200 }) {
+async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200 }, extra: Partial<TcpTransportOptions> = {}) {
   dir = tempDir();
   const pskFile = freshPskFile(dir.dir);
   const b = new TcpTransport({
@@ -29,6 +31,7 @@ async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200
     tls: { pskFile },
     ...timing,
     helloTimeoutMs: 200,
+    ...extra,
     ...(clock ? { clock } : {}),
   });
   cleanups.push(() => b.stop());
@@ -39,10 +42,11 @@ async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200
   cleanups.push(() => s.destroy());
   s.on('error', () => {});
   const received: number[] = [];
-  const dec = new LinkFrameDecoder(1 << 20, (type) => received.push(type));
+  const data: number[] = []; // first byte of each data frame's payload
+  const dec = new LinkFrameDecoder(1 << 20, (type, payload) => (received.push(type), type === LinkFrame.Data && data.push(payload[0]!)));
   s.on('data', (d: Buffer) => dec.push(d));
   await new Promise<void>((r) => s.once('secureConnect', () => r()));
-  return { b, rb, s, received };
+  return { b, rb, s, received, data };
 }
 
 const hello = (): Buffer => Buffer.concat(encodeLinkFrame(LinkFrame.Hello, encodeHello({ v: LINK_PROTOCOL_VERSION, minV: 1, cluster: 'lab', node: 'fw-a', boot: 1, seq: 1 })));
@@ -110,6 +114,24 @@ describe('liveness', () => {
     // every 105 ms a heartbeat used to follow each write; two spare for a timer late by more than 20 ms
     expect(got.filter((t) => t === LinkFrame.Heartbeat).length).toBeLessThanOrEqual(2);
     expect(rb.state('fw-a')).toBe('up');
+  });
+
+  it('drops the link of a peer whose queue would pass maxQueuedBytes, so it never gets a frame sent after a lost one', async () => {
+    const { b, rb, s, data } = await setup(undefined, undefined, { maxQueuedBytes: 1 << 20 });
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    s.pause(); // a peer that reads no more
+    const frame = (i: number, size: number) => Buffer.alloc(size, i);
+    b.send(frame(0, 400 << 10));
+    b.send(frame(1, 400 << 10));
+    expect(b.send(frame(2, 400 << 10))).toBe(false); // would pass the cap: lost
+    expect(rb.state('fw-a')).toBe('down');
+    expect(rb.links.at(-1)!.reason).toBe('queue_full');
+    expect(b.send(frame(3, 1024))).toBe(false); // fits under the cap, but the link is down
+    expect(b.stats().dropped).toMatchObject({ queue_full: 1, no_link: 1 });
+    s.resume();
+    await new Promise((r) => s.once('close', r));
+    expect([[], [0], [0, 1]]).toContainEqual(data); // what got out before the drop, in order; never 3
   });
 
   it('refuses a connection that never sends its hello', async () => {
