@@ -485,6 +485,19 @@ export class SyncEngine {
     this.log_.info({ bulkId, entries: sent }, 'bulk send finished');
   }
 
+  /**
+   * Resume's re-send: the current state of `keys`, a frame at a time, waiting out backpressure as a bulk does. Sent
+   * at once, a long gap's worth could pass the link's queue cap, which drops the link, and the next resume would
+   * start over. Ends if no peer is up: their next hello resumes again.
+   */
+  private async resend(keys: string[]): Promise<void> {
+    for (let i = 0; i < keys.length && !this.stopped; i += this.perFrame) {
+      this.sendKeys(keys.slice(i, i + this.perFrame), { authoritative: true });
+      if (!this.anyPeerUp()) return;
+      if (this.backpressured) await this.waitDrain();
+    }
+  }
+
   private backpressured = false;
   private needFullBulk = false;
 
@@ -865,7 +878,7 @@ export class SyncEngine {
       for (const f of this.log) if (f.seq > theirLast) for (const k of f.keys) keys.add(k);
       this.counters.resumes++;
       this.setState(peer, 'in_sync', `resumed ${keys.size} entries after seq ${theirLast}`);
-      if (keys.size) this.sendKeys([...keys], { authoritative: true });
+      if (keys.size) void this.resend([...keys]);
       this.flush();
     } else {
       this.setState(peer, 'bulk', 'peer needs a full bulk');
