@@ -7,9 +7,9 @@ import { SyncEngine } from '../../../src/sync/engine.js';
 import { LocalTable } from '../../../src/state/local-table.js';
 import { systemClock } from '../../../src/state/clock.js';
 import { TcpTransport } from '../../../src/transport/tcp/index.js';
-import { Ips, TcpState, type Flow } from '../../../src/kernel/types.js';
 import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
 import { waitFor } from '../../contract/transport-contract.js';
+import { tcpFlow } from '../state/flows.js';
 
 const log = pino({ level: process.env.LOG ?? 'silent' });
 const FAST = { clusterId: 'lab', heartbeatMs: 100, deadAfterMs: 400, connectTimeoutMs: 1000, helloTimeoutMs: 1000, backoff: { initialMs: 20, maxMs: 200 }, dialStaggerMs: 50 };
@@ -22,24 +22,12 @@ afterEach(async () => {
   dir = undefined;
 });
 
-function tcp(i: number): Flow {
-  const src = `10.3.${(i >> 8) & 255}.${i & 255}`;
-  return {
-    family: 2,
-    orig: { src, dst: '10.4.0.1', proto: 6, sport: 10000 + (i % 50000), dport: 443 },
-    reply: { src: '10.4.0.1', dst: src, proto: 6, sport: 443, dport: 10000 + (i % 50000) },
-    status: Ips.Confirmed | Ips.SeenReply | Ips.Assured,
-    timeout: 3600,
-    protoinfo: { tcp: { state: TcpState.Established } },
-  };
-}
-
 describe('sync engine over the TCP link', () => {
   test('a resume larger than the queue cap goes out paced and converges without a bulk', async () => {
     dir = tempDir();
     const pskFile = freshPskFile(dir.dir);
     const [pa, pb] = [await freePort(), await freePort()];
-    // 256 KiB holds ~6.9k entries; the resume below carries 20k (~760 KB)
+    // the resume below carries 20k entries, several times what 256 KiB holds
     const link = (me: string, port: number, peer: string, peerPort: number) =>
       new TcpTransport({ ...FAST, nodeId: me, listen: { host: '127.0.0.1', port }, peers: [{ nodeId: peer, addresses: [`127.0.0.1:${peerPort}`] }], tls: { pskFile }, maxQueuedBytes: 256 << 10 });
     const a = link('fw-a', pa, 'fw-b', pb);
@@ -54,7 +42,7 @@ describe('sync engine over the TCP link', () => {
     await Promise.all([b.start(), a.start()]);
     const add = (from: number, to: number) => {
       for (let i = from; i < to; i++) {
-        const r = local.applyEvent({ kind: 'new', flow: tcp(i), origin: 'kernel', portId: 0 });
+        const r = local.applyEvent({ kind: 'new', flow: tcpFlow(i), origin: 'kernel', portId: 0 });
         A.changed(r.key, true, r.slot);
       }
     };
