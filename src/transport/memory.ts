@@ -85,8 +85,8 @@ export class MemoryTransport implements Transport {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.net.discard(this.out);
-    this.net.discard(this.other.out);
+    this.net.discard(this);
+    this.net.discard(this.other);
     this.net.reevaluate('peer_closed');
     this.setPeerState('closed', 'stopped');
   }
@@ -109,6 +109,11 @@ export class MemoryTransport implements Transport {
       return false;
     }
     return true;
+  }
+
+  /** Past the high-water mark, so that the sync layer's hold is exercised by every test over this transport. */
+  congested(): boolean {
+    return this.out.needDrain;
   }
 
   stats(): TransportStats {
@@ -178,8 +183,8 @@ class MemoryNet implements MemoryLink {
 
   cut(): void {
     this.cutFlag = true;
-    this.discard(this.a.out);
-    this.discard(this.b.out);
+    this.discard(this.a);
+    this.discard(this.b);
     this.reevaluate('link_cut');
   }
 
@@ -274,12 +279,15 @@ class MemoryNet implements MemoryLink {
     }
   }
 
-  discard(pipe: Pipe): void {
+  /** Loses what `from` has in flight; a sender waiting for a drain gets it on a later turn, as a socket's close gives it. */
+  discard(from: MemoryTransport): void {
+    const pipe = from.out;
     this.lost += pipe.queue.length;
     pipe.queue = [];
     pipe.bytes = 0;
     pipe.pending?.cancel();
     pipe.pending = undefined;
+    if (pipe.needDrain) this.schedule(() => from.running && from.drained());
     pipe.needDrain = false;
   }
 }

@@ -154,6 +154,15 @@ export function runTransportContract(name: string, makePair: () => Promise<Trans
       checkFrames(rb.frames, sizes);
     });
 
+    it('still drains a backpressured end whose link goes down, so nothing waits on it forever', async () => {
+      const p = await open();
+      let accepted = true;
+      for (let i = 0; accepted && i < 256; i++) accepted = p.a.send(makeFrame(i, 1024 * 1024));
+      expect(accepted).toBe(false);
+      await p.b.stop();
+      await waitFor('onDrain after the link went down', () => ra.drains > 0);
+    });
+
     it('goes down when the far end stops and up again when it restarts', async () => {
       const p = await open();
       await p.b.stop();
