@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { connect } from 'node:net';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -9,13 +9,17 @@ import { request, DaemonNotRunning } from '../../../src/control/client.js';
 
 const log = pino({ level: 'silent' });
 let server: ControlServer | undefined;
+const dirs: string[] = [];
 afterEach(async () => {
   await server?.stop();
   server = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
 function sockPath(): string {
-  return join(mkdtempSync(join(tmpdir(), 'ctsync-ctl-')), 'ctl.sock');
+  const dir = mkdtempSync(join(tmpdir(), 'ctsync-ctl-'));
+  dirs.push(dir);
+  return join(dir, 'ctl.sock');
 }
 
 function raw(path: string, text: string): Promise<string> {
