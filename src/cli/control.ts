@@ -31,8 +31,9 @@ export function renderStats(s: DaemonStats): string {
   const lines = [`ctsync ${s.node} (cluster ${s.cluster}), up ${s.uptimeS} s: ${s.inSync ? 'IN SYNC' : 'NOT IN SYNC'}`];
   const k = s.kernel;
   lines.push(`  kernel   ${k.entries} flows synced; events new ${k.events.new} update ${k.events.update} destroy ${k.events.destroy}; overruns ${k.overruns}; resyncs ${k.resyncs}${k.lastResyncAgoS !== null ? ` (last ${k.lastResyncAgoS} s ago)` : ''}`);
+  const held = s.sync.heldMs ? `${s.sync.pending} changes held ${s.sync.heldMs} ms for a congested link` : '';
   for (const p of s.peers) {
-    const behind = p.unackedFrames ? `behind by ${p.unackedFrames} frames (oldest ${p.oldestUnackedMs} ms)` : 'caught up';
+    const behind = [p.unackedFrames ? `behind by ${p.unackedFrames} frames (oldest ${p.oldestUnackedMs} ms)` : '', held].filter(Boolean).join(', ') || 'caught up';
     lines.push(`  peer ${p.nodeId.padEnd(8)} link ${p.link}, ${p.state.replace('_', ' ')}; our changes: ${behind}`);
     lines.push(`  ${' '.repeat(13)} its flows held here: ${p.peerTableSize} (${p.peerInSync ? 'complete' : 'incomplete'}${p.paths ? `, from ${p.via}` : ''}), last frame ${ago(p.lastFrameAgoMs)}${p.divergentBuckets ? `, ${p.divergentBuckets} buckets diverged at last digest` : ''}`);
     for (const [name, v] of Object.entries(p.paths ?? {})) lines.push(`  ${' '.repeat(13)} via ${name.padEnd(6)} link ${v.link}, ${v.state.replace('_', ' ')}; ${v.peerTableSize} flows (${v.haveCopy ? 'complete' : 'incomplete'}), last frame ${ago(Math.round(v.lastFrameAgoMs))}`);

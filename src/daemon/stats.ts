@@ -25,7 +25,9 @@ export interface DaemonStats {
   kernel: { entries: number; events: Record<string, number>; overruns: number; resyncs: number; lastResyncAgoS: number | null; malformed: number; reads: { wakeups: number; handoffs: number; datagrams: number; quiets: number } };
   /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
   peers: (MergedPeerStatus & { configured: boolean })[];
-  sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number };
+  sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number;
+    /** Changes not sent yet; heldMs: how long they have waited for a congested link to drain (0: not held). */
+    pending: number; heldMs: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
   ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown; warm?: WarmStats };
@@ -79,6 +81,7 @@ export function buildStats(d: Daemon): DaemonStats {
       framesOut: sum((c) => c.framesOut), framesIn: sum((c) => c.framesIn), entriesOut: sum((c) => c.entriesOut), entriesIn: sum((c) => c.entriesIn),
       deletesOut: sum((c) => c.deletesOut), refreshesOut: sum((c) => c.refreshesOut), bulks: sum((c) => c.bulks), resumes: sum((c) => c.resumes),
       digests: sum((c) => c.digests), divergentBuckets: sum((c) => c.divergentBuckets), lastSeq: d.sync.primary.lastSeq,
+      pending: engines.reduce((n, e) => n + e.pending().changes, 0), heldMs: Math.round(Math.max(...engines.map((e) => e.pending().heldMs))),
     },
     drops,
     control: { ...d.control.stats },

@@ -207,6 +207,7 @@ export class SyncEngine {
       const w = this.drainWaiters;
       this.drainWaiters = [];
       for (const f of w) f();
+      if (this.heldAt >= 0) this.flush();
     };
   }
 
@@ -248,7 +249,7 @@ export class SyncEngine {
     else if (reborn) this.dirty.set(key, true);
     else if (!this.dirty.has(key)) this.dirty.set(key, false);
     this.changes++;
-    if (!this.flushTimer && !this.stopped) {
+    if (!this.flushTimer && !this.stopped && this.heldAt < 0) {
       this.batchOpenedAt = this.clock.now();
       this.changesAtCheck = this.changes;
       this.flushTimer = setTimeout(this.flushCheck, Math.min(QUIET_MS, this.opts.coalesceMs));
@@ -280,6 +281,14 @@ export class SyncEngine {
       this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
       return;
     }
+    // hold them while the link is congested (a peer far behind): they coalesce here, at most one entry per flow,
+    // instead of queueing frames it is not reading yet (past the link's queue cap, the link would drop); the drain
+    // sends them, each entry's state as it is then. Mere backpressure does not hold: the socket is sending
+    if (this.transport.congested?.() === true && this.anyPeerUp()) {
+      if (this.heldAt < 0) this.heldAt = this.clock.now();
+      return;
+    }
+    this.heldAt = -1;
     const t = this.local.table;
     const dels: string[] = [];
     // by key first: one that is back in the table joins the queued slots (once, if its slot is queued already)
@@ -499,7 +508,14 @@ export class SyncEngine {
   }
 
   private backpressured = false;
+  /** Clock time flush() began holding changes for a congested link; -1 while it is not. */
+  private heldAt = -1;
   private needFullBulk = false;
+
+  /** Changes not sent yet: coalescing (a few ms), or held for a congested link (since heldMs ago). */
+  pending(): { changes: number; heldMs: number } {
+    return { changes: this.dirty.size + this.queued.length, heldMs: this.heldAt >= 0 ? this.clock.now() - this.heldAt : 0 };
+  }
 
   private anyPeerUp(): boolean {
     return [...this.link.values()].some((s) => s === 'up');
@@ -519,6 +535,8 @@ export class SyncEngine {
   private sendDigest(): void {
     if (!this.anyPeerUp()) return;
     this.flush();
+    // changes held for a congested link: the peer is behind, not divergent; compare once it caught up
+    if (this.heldAt >= 0) return;
     const n = 256;
     const d = this.local.digest(n);
     this.counters.digests++;

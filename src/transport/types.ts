@@ -81,6 +81,12 @@ export interface Transport {
   onLink: (peer: PeerInfo, state: LinkState, reason?: string) => void;
   /** Every peer that reported backpressure has drained below its high-water mark. */
   onDrain: () => void;
+  /**
+   * Some up peer is far behind, not just past its high-water mark (TCP: a quarter of its queue cap queued); onDrain
+   * follows. The sync layer then holds new changes, coalescing them, instead of queueing frames toward the cap.
+   * Optional: a transport without it is never congested.
+   */
+  congested?(): boolean;
   stats(): TransportStats;
 }
 

@@ -287,6 +287,14 @@ export class TcpTransport implements Transport {
     return ok;
   }
 
+  congested(): boolean {
+    for (const p of this.peers.values()) {
+      const c = p.conn;
+      if (c?.up && !c.closed && c.socket.writableLength > this.opts.maxQueuedBytes / 4) return true;
+    }
+    return false;
+  }
+
   stats(): TransportStats {
     const peers: PeerStats[] = [];
     for (const p of this.peers.values()) {

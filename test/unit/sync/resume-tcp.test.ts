@@ -1,10 +1,12 @@
-// The sync engine over the real TCP/TLS link on 127.0.0.1: a resume larger than the link's per-peer queue cap
-// (maxQueuedBytes) goes out paced by backpressure and converges, where sent at once it would pass the cap, drop the
-// link, and start over at every reconnect.
+// The sync engine over the real TCP/TLS link on 127.0.0.1, where the link's per-peer queue cap (maxQueuedBytes)
+// matters: more to send than the cap holds goes out paced by backpressure (a resume) or coalesces until the link
+// drains (changes for a slow standby), where sent at once it would pass the cap, drop the link, and start over.
+import net from 'node:net';
 import pino from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
 import { SyncEngine } from '../../../src/sync/engine.js';
 import { LocalTable } from '../../../src/state/local-table.js';
+import { flowKey } from '../../../src/state/key.js';
 import { systemClock } from '../../../src/state/clock.js';
 import { TcpTransport } from '../../../src/transport/tcp/index.js';
 import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
@@ -22,41 +24,102 @@ afterEach(async () => {
   dir = undefined;
 });
 
+/**
+ * Active fw-a and standby fw-b, each a SyncEngine on its own TcpTransport (queue cap 256 KiB). fw-a reaches fw-b at
+ * `toB` (fw-b's own port unless the test puts something in between); fw-b's dials to fw-a go nowhere if `oneWay`.
+ */
+async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<number>; oneWay?: boolean } = {}) {
+  dir = tempDir();
+  const pskFile = freshPskFile(dir.dir);
+  const [pa, pb] = [await freePort(), await freePort()];
+  const toB = o.toB ? await o.toB(pb) : pb;
+  const toA = o.oneWay ? await freePort() : pa;
+  const link = (me: string, port: number, peer: string, peerPort: number) =>
+    new TcpTransport({ ...FAST, deadAfterMs: o.deadAfterMs ?? FAST.deadAfterMs, nodeId: me, listen: { host: '127.0.0.1', port }, peers: [{ nodeId: peer, addresses: [`127.0.0.1:${peerPort}`] }], tls: { pskFile }, maxQueuedBytes: 256 << 10 });
+  const a = link('fw-a', pa, 'fw-b', toB);
+  const b = link('fw-b', pb, 'fw-a', toA);
+  const opts = (nodeId: string) => ({ nodeId, clusterId: 'lab', coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 100, maxFrameBytes: 4 << 20, entriesPerFrame: 1000 });
+  const local = new LocalTable({ clock: systemClock });
+  const A = new SyncEngine(opts('fw-a'), local, a, systemClock, log);
+  const B = new SyncEngine(opts('fw-b'), new LocalTable({ clock: systemClock }), b, systemClock, log);
+  cleanups.push(() => a.stop(), () => b.stop(), () => (A.stop(), B.stop()));
+  A.start();
+  B.start();
+  await Promise.all([b.start(), a.start()]);
+  const put = (from: number, to: number, kind: 'new' | 'update' = 'new', mark = 0) => {
+    for (let i = from; i < to; i++) {
+      const r = local.applyEvent({ kind, flow: tcpFlow(i, { mark }), origin: 'kernel', portId: 0 });
+      A.changed(r.key, kind === 'new', r.slot);
+    }
+  };
+  const held = () => B.peerTables().get('fw-a')?.size ?? 0;
+  return { a, b, A, B, local, put, held };
+}
+
 describe('sync engine over the TCP link', () => {
   test('a resume larger than the queue cap goes out paced and converges without a bulk', async () => {
-    dir = tempDir();
-    const pskFile = freshPskFile(dir.dir);
-    const [pa, pb] = [await freePort(), await freePort()];
-    // the resume below carries 20k entries, several times what 256 KiB holds
-    const link = (me: string, port: number, peer: string, peerPort: number) =>
-      new TcpTransport({ ...FAST, nodeId: me, listen: { host: '127.0.0.1', port }, peers: [{ nodeId: peer, addresses: [`127.0.0.1:${peerPort}`] }], tls: { pskFile }, maxQueuedBytes: 256 << 10 });
-    const a = link('fw-a', pa, 'fw-b', pb);
-    const b = link('fw-b', pb, 'fw-a', pa);
-    const opts = (nodeId: string) => ({ nodeId, clusterId: 'lab', coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 100, maxFrameBytes: 4 << 20, entriesPerFrame: 1000 });
-    const local = new LocalTable({ clock: systemClock });
-    const A = new SyncEngine(opts('fw-a'), local, a, systemClock, log);
-    const B = new SyncEngine(opts('fw-b'), new LocalTable({ clock: systemClock }), b, systemClock, log);
-    cleanups.push(() => a.stop(), () => b.stop(), () => (A.stop(), B.stop()));
-    A.start();
-    B.start();
-    await Promise.all([b.start(), a.start()]);
-    const add = (from: number, to: number) => {
-      for (let i = from; i < to; i++) {
-        const r = local.applyEvent({ kind: 'new', flow: tcpFlow(i), origin: 'kernel', portId: 0 });
-        A.changed(r.key, true, r.slot);
-      }
-    };
-    const held = () => B.peerTables().get('fw-a')?.size ?? 0;
-    add(0, 100);
+    const { a, b, A, put, held } = await pair();
+    put(0, 100);
     await waitFor('first sync', () => held() === 100 && A.status()[0]!.state === 'in_sync' && A.status()[0]!.unackedFrames === 0);
     const bulks = A.counters.bulks;
     await b.stop(); // the standby's link goes away; its engine (and session) stay
     await waitFor('down', () => A.status()[0]!.link !== 'up');
-    add(100, 20_100);
+    // the resume below carries 20k entries, several times what 256 KiB holds
+    put(100, 20_100);
     await b.start();
     await waitFor('resumed', () => held() === 20_100, 15_000);
     expect(A.counters.resumes).toBeGreaterThanOrEqual(1);
     expect(A.counters.bulks).toBe(bulks);
     expect(a.stats().dropped.queue_full ?? 0).toBe(0);
+  });
+
+  test('changes for a standby that stopped reading wait, coalesced, for the link to drain; the link stays up', async () => {
+    // fw-a reaches fw-b only through a relay the test can stall, as a congested sync link would
+    const relays: net.Socket[] = [];
+    let relay: net.Server | undefined;
+    const toB = async (portB: number) => {
+      const port = await freePort();
+      relay = net.createServer((from) => {
+        const to = net.connect(portB, '127.0.0.1');
+        for (const s of [from, to]) s.on('error', () => {});
+        from.pipe(to);
+        to.pipe(from);
+        relays.push(from, to);
+      });
+      await new Promise<void>((r) => relay!.listen(port, '127.0.0.1', r));
+      cleanups.push(() => new Promise<void>((r) => (relays.forEach((s) => s.destroy()), relay!.close(() => r()))));
+      return port;
+    };
+    // a stall outlasts the default link-down time here: only the cap may end it
+    const { a, A, B, put, held } = await pair({ deadAfterMs: 60_000, toB, oneWay: true });
+    const N = 2000;
+    put(0, N);
+    await waitFor('first sync', () => held() === N && A.status()[0]!.state === 'in_sync' && A.status()[0]!.unackedFrames === 0);
+    const [fromA, toPeer] = relays as [net.Socket, net.Socket];
+    fromA.unpipe(toPeer);
+    fromA.pause();
+    // every round changes every flow's mark: ~80 KB of frames, a few rounds past the cap once the kernel's socket
+    // buffers are full. Until the sender holds its changes (no entry sent for 20 rounds) or the link drops
+    let round = 0;
+    let quietRounds = 0;
+    while (round < 1000 && quietRounds < 20 && !a.stats().dropped.queue_full) {
+      const before = A.counters.entriesOut;
+      put(0, N, 'update', ++round);
+      A.flush();
+      await new Promise((r) => setTimeout(r, 2));
+      quietRounds = A.counters.entriesOut === before ? quietRounds + 1 : 0;
+    }
+    expect(a.stats().dropped.queue_full ?? 0).toBe(0);
+    expect(quietRounds).toBe(20);
+    expect(A.pending().changes).toBe(N);
+    expect(A.pending().heldMs).toBeGreaterThan(0);
+    expect(A.status()[0]!.link).toBe('up');
+    fromA.pipe(toPeer);
+    fromA.resume();
+    const keys = Array.from({ length: N }, (_, i) => flowKey(tcpFlow(i)));
+    const copy = () => B.peerTables().get('fw-a')!;
+    await waitFor('caught up', () => keys.every((k) => copy().get(k)?.mark === round), 15_000);
+    expect(A.pending()).toEqual({ changes: 0, heldMs: 0 });
+    expect(A.counters.resumes).toBe(0);
   });
 });
