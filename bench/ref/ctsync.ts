@@ -200,6 +200,7 @@ export async function ctsyncPair(lab: Lab, opts: CtsyncPairOptions = {}): Promis
         out[`${p}.entriesOut`] = s.sync.entriesOut;
         out[`${p}.entriesIn`] = s.sync.entriesIn;
         out[`${p}.bulks`] = s.sync.bulks;
+        out[`${p}.holds`] = s.sync.holds;
         out[`${p}.peerTableSize`] = s.peers[0]?.peerTableSize ?? -1;
         out[`${p}.peerState`] = `${s.peers[0]?.state}/${s.peers[0]?.link}`;
         for (const [k, v] of Object.entries(s.drops)) out[`${p}.drop.${k}`] = v;

@@ -27,6 +27,7 @@ export function collectMetrics(s: DaemonStats): Metric[] {
     g('kernel_resyncs_total', 'Dump-and-diff resyncs of the local table', [[{}, s.kernel.resyncs]], 'counter'),
     g('sync_pending_changes', 'Local changes not sent yet: coalescing, or held while the link is congested', [[{}, s.sync.pending]]),
     g('sync_held_seconds', 'How long changes have waited for a congested link to drain, 0 when none wait', [[{}, s.sync.heldMs / 1000]]),
+    g('sync_holds_total', 'Times changes began waiting for a congested link', [[{}, s.sync.holds]], 'counter'),
     g('sync_entries_sent_total', 'Flow entries sent to peers', [[{}, s.sync.entriesOut]], 'counter'),
     g('sync_entries_received_total', 'Flow entries received from peers', [[{}, s.sync.entriesIn]], 'counter'),
     g('sync_bulks_total', 'Full bulk transfers sent', [[{}, s.sync.bulks]], 'counter'),

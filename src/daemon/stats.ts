@@ -26,8 +26,8 @@ export interface DaemonStats {
   /** One per peer, over every path (`transport: both`: `via` names the path a commit takes it from, `paths` each one's view). */
   peers: (MergedPeerStatus & { configured: boolean })[];
   sync: { framesOut: number; framesIn: number; entriesOut: number; entriesIn: number; deletesOut: number; refreshesOut: number; bulks: number; resumes: number; digests: number; divergentBuckets: number; lastSeq: number;
-    /** Changes not sent yet; heldMs: how long they have waited for a congested link to drain (0: not held). */
-    pending: number; heldMs: number };
+    /** Changes not sent yet; heldMs: how long they have waited for a congested link to drain (0: not held); holds: how often that began. */
+    pending: number; heldMs: number; holds: number };
   drops: Record<string, number>;
   control: { requests: number; bad: number };
   ha: { role: string; ready: boolean; notReady: string[]; stale: string[]; trackFile: string; lastTransition: unknown; warm?: WarmStats };
@@ -82,6 +82,7 @@ export function buildStats(d: Daemon): DaemonStats {
       deletesOut: sum((c) => c.deletesOut), refreshesOut: sum((c) => c.refreshesOut), bulks: sum((c) => c.bulks), resumes: sum((c) => c.resumes),
       digests: sum((c) => c.digests), divergentBuckets: sum((c) => c.divergentBuckets), lastSeq: d.sync.primary.lastSeq,
       pending: engines.reduce((n, e) => n + e.pending().changes, 0), heldMs: Math.round(Math.max(...engines.map((e) => e.pending().heldMs))),
+      holds: sum((c) => c.holds),
     },
     drops,
     control: { ...d.control.stats },

@@ -123,6 +123,8 @@ export interface SyncCounters {
   digests: number;
   divergentBuckets: number;
   repairedEntries: number;
+  /** Times changes began waiting for a congested link (see flush). */
+  holds: number;
   dropped: Record<string, number>;
 }
 
@@ -134,7 +136,7 @@ const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd'
 export class SyncEngine {
   readonly counters: SyncCounters = {
     framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, snapshots: 0,
-    digests: 0, divergentBuckets: 0, repairedEntries: 0, dropped: {},
+    digests: 0, divergentBuckets: 0, repairedEntries: 0, holds: 0, dropped: {},
   };
   /** Random per start: the peer knows our seqs restarted. Below 2^53 so it stays an exact JS number. */
   readonly session = randomBytes(6).readUIntBE(0, 6) || 1;
@@ -285,7 +287,10 @@ export class SyncEngine {
     // instead of queueing frames it is not reading yet (past the link's queue cap, the link would drop); the drain
     // sends them, each entry's state as it is then. Mere backpressure does not hold: the socket is sending
     if (this.transport.congested?.() === true && this.anyPeerUp()) {
-      if (this.heldAt < 0) this.heldAt = this.clock.now();
+      if (this.heldAt < 0) {
+        this.heldAt = this.clock.now();
+        this.counters.holds++;
+      }
       return;
     }
     this.heldAt = -1;

@@ -17,7 +17,7 @@ function doc(): DaemonStats {
     node: 'fw2', cluster: 'c', uptimeS: 60, monotonicMs: 1000, inSync: true,
     kernel: { entries: 0, events: { new: 0, update: 0, destroy: 0, ours: 0 }, overruns: 0, resyncs: 1, lastResyncAgoS: 50, malformed: 0, reads: { wakeups: 0, handoffs: 0, datagrams: 0, quiets: 0 } },
     peers: [{ ...redis, via: 'redis', paths: { tcp, redis }, configured: true }],
-    sync: { framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, digests: 0, divergentBuckets: 0, lastSeq: 0, pending: 0, heldMs: 0 },
+    sync: { framesOut: 0, framesIn: 0, entriesOut: 0, entriesIn: 0, deletesOut: 0, refreshesOut: 0, bulks: 0, resumes: 0, digests: 0, divergentBuckets: 0, lastSeq: 0, pending: 0, heldMs: 0, holds: 0 },
     drops: {}, control: { requests: 1, bad: 0 },
     ha: { role: 'backup', ready: true, notReady: [], stale: [], trackFile: '/t', lastTransition: null },
     transport: { kind: 'tcp+redis', redis: { status: 'ready', queuedFrames: 0, needsResync: false, outages: 0, resyncsRequested: 1 } },
@@ -35,13 +35,14 @@ describe('stats with two paths', () => {
   test('changes held for a congested link show as the peer being behind, in the text and the metrics', () => {
     expect(renderStats(doc())).toMatch(/our changes: caught up/);
     const held = doc();
-    Object.assign(held.sync, { pending: 1500, heldMs: 800 });
+    Object.assign(held.sync, { pending: 1500, heldMs: 800, holds: 2 });
     held.peers[0]!.unackedFrames = 3;
     held.peers[0]!.oldestUnackedMs = 950;
     expect(renderStats(held)).toMatch(/our changes: behind by 3 frames \(oldest 950 ms\), 1500 changes held 800 ms for a congested link/);
     const m = new Map(collectMetrics(held).map((x) => [x.name, x.samples]));
     expect(m.get('ctsync_sync_pending_changes')).toEqual([[{}, 1500]]);
     expect(m.get('ctsync_sync_held_seconds')).toEqual([[{}, 0.8]]);
+    expect(m.get('ctsync_sync_holds_total')).toEqual([[{}, 2]]);
   });
 
   test('the metrics carry one sample per peer and path, and mark the chosen one', () => {

@@ -113,13 +113,16 @@ describe('sync engine over the TCP link', () => {
     expect(quietRounds).toBe(20);
     expect(A.pending().changes).toBe(N);
     expect(A.pending().heldMs).toBeGreaterThan(0);
+    expect(A.counters.holds).toBeGreaterThanOrEqual(1);
     expect(A.status()[0]!.link).toBe('up');
+    const sentBefore = A.counters.entriesOut;
     fromA.pipe(toPeer);
     fromA.resume();
     const keys = Array.from({ length: N }, (_, i) => flowKey(tcpFlow(i)));
     const copy = () => B.peerTables().get('fw-a')!;
     await waitFor('caught up', () => keys.every((k) => copy().get(k)?.mark === round), 15_000);
     expect(A.pending()).toEqual({ changes: 0, heldMs: 0 });
+    expect(A.counters.entriesOut - sentBefore).toBe(N); // the 20 held rounds went out as one entry per flow
     expect(A.counters.resumes).toBe(0);
   });
 });
