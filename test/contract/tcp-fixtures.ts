@@ -1,11 +1,13 @@
 // Test fixtures for the TCP/TLS transport: free loopback ports, throwaway PSK files and an openssl-made CA with
-// one certificate per node, all in a temp dir removed by cleanup().
+// one certificate per node, all in a temp dir removed by cleanup(); per-test scratch; a loopback relay.
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 
 /** A free port on 127.0.0.1 (the lab's helper, under the name these tests use). */
 export { freeLoopbackPort as freePort } from '../../src/lab/redis-server.js';
@@ -18,6 +20,63 @@ export interface TempDir {
 export function tempDir(): TempDir {
   const dir = mkdtempSync(join(tmpdir(), 'ctsync-transport-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * Per-test scratch, undone after each test of the file that calls this at its top: a temp dir made on first use,
+ * and whatever was deferred (last deferred, first undone).
+ */
+export function perTest(): { dir(): string; defer(...undo: Array<() => unknown>): void } {
+  let d: TempDir | undefined;
+  const undos: Array<() => unknown> = [];
+  afterEach(async () => {
+    for (const u of undos.splice(0).reverse()) await u();
+    d?.cleanup();
+    d = undefined;
+  });
+  return { dir: () => (d ??= tempDir()).dir, defer: (...undo) => void undos.push(...undo) };
+}
+
+/**
+ * A loopback TCP relay from listenPort to targetPort, standing in for a sync link: on and off, and stall(), after
+ * which it stops reading what the dialing side sends (a congested link, or a peer that stopped reading).
+ */
+export function loopbackRelay(listenPort: number, targetPort: number) {
+  const sockets = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
+  let server: net.Server | undefined;
+  return {
+    async on(): Promise<void> {
+      server = net.createServer((c) => {
+        const up = net.connect({ host: '127.0.0.1', port: targetPort });
+        for (const s of [c, up]) {
+          sockets.add(s);
+          s.on('error', () => {});
+          s.on('close', () => {
+            sockets.delete(s);
+            c.destroy();
+            up.destroy();
+          });
+        }
+        c.pipe(up);
+        up.pipe(c);
+        pairs.push([c, up]);
+      });
+      await new Promise<void>((r) => server!.listen(listenPort, '127.0.0.1', () => r()));
+    },
+    stall(): void {
+      for (const [c, up] of pairs) (c.unpipe(up), c.pause());
+    },
+    unstall(): void {
+      for (const [c, up] of pairs) c.pipe(up);
+    },
+    async off(): Promise<void> {
+      for (const s of sockets) s.destroy();
+      pairs.length = 0;
+      if (server) await new Promise<void>((r) => server!.close(() => r()));
+      server = undefined;
+    },
+  };
 }
 
 /** Writes a key file (mode 600) and returns its path. */

@@ -1,36 +1,28 @@
 // The sync engine over the real TCP/TLS link on 127.0.0.1, where the link's per-peer queue cap (maxQueuedBytes)
 // matters: more to send than the cap holds goes out paced by backpressure (a resume) or coalesces until the link
 // drains (changes for a slow standby), where sent at once it would pass the cap, drop the link, and start over.
-import net from 'node:net';
 import pino from 'pino';
-import { afterEach, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { SyncEngine } from '../../../src/sync/engine.js';
 import { LocalTable } from '../../../src/state/local-table.js';
 import { flowKey } from '../../../src/state/key.js';
 import { systemClock } from '../../../src/state/clock.js';
 import { TcpTransport } from '../../../src/transport/tcp/index.js';
-import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { freePort, freshPskFile, loopbackRelay, perTest } from '../../contract/tcp-fixtures.js';
 import { waitFor } from '../../contract/transport-contract.js';
 import { tcpFlow } from '../state/flows.js';
 
 const log = pino({ level: process.env.LOG ?? 'silent' });
 const FAST = { clusterId: 'lab', heartbeatMs: 100, deadAfterMs: 400, connectTimeoutMs: 1000, helloTimeoutMs: 1000, backoff: { initialMs: 20, maxMs: 200 }, dialStaggerMs: 50 };
 
-let dir: TempDir | undefined;
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  dir?.cleanup();
-  dir = undefined;
-});
+const scratch = perTest();
 
 /**
  * Active fw-a and standby fw-b, each a SyncEngine on its own TcpTransport (queue cap 256 KiB). fw-a reaches fw-b at
  * `toB` (fw-b's own port unless the test puts something in between); fw-b's dials to fw-a go nowhere if `oneWay`.
  */
 async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<number>; oneWay?: boolean } = {}) {
-  dir = tempDir();
-  const pskFile = freshPskFile(dir.dir);
+  const pskFile = freshPskFile(scratch.dir());
   const [pa, pb] = [await freePort(), await freePort()];
   const toB = o.toB ? await o.toB(pb) : pb;
   const toA = o.oneWay ? await freePort() : pa;
@@ -42,7 +34,7 @@ async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<
   const local = new LocalTable({ clock: systemClock });
   const A = new SyncEngine(opts('fw-a'), local, a, systemClock, log);
   const B = new SyncEngine(opts('fw-b'), new LocalTable({ clock: systemClock }), b, systemClock, log);
-  cleanups.push(() => a.stop(), () => b.stop(), () => (A.stop(), B.stop()));
+  scratch.defer(() => a.stop(), () => b.stop(), () => (A.stop(), B.stop()));
   A.start();
   B.start();
   await Promise.all([b.start(), a.start()]);
@@ -75,19 +67,12 @@ describe('sync engine over the TCP link', () => {
 
   test('changes for a standby that stopped reading wait, coalesced, for the link to drain; the link stays up', async () => {
     // fw-a reaches fw-b only through a relay the test can stall, as a congested sync link would
-    const relays: net.Socket[] = [];
-    let relay: net.Server | undefined;
+    let relay: ReturnType<typeof loopbackRelay> | undefined;
     const toB = async (portB: number) => {
       const port = await freePort();
-      relay = net.createServer((from) => {
-        const to = net.connect(portB, '127.0.0.1');
-        for (const s of [from, to]) s.on('error', () => {});
-        from.pipe(to);
-        to.pipe(from);
-        relays.push(from, to);
-      });
-      await new Promise<void>((r) => relay!.listen(port, '127.0.0.1', r));
-      cleanups.push(() => new Promise<void>((r) => (relays.forEach((s) => s.destroy()), relay!.close(() => r()))));
+      relay = loopbackRelay(port, portB);
+      scratch.defer(() => relay!.off());
+      await relay.on();
       return port;
     };
     // a stall outlasts the default link-down time here: only the cap may end it
@@ -95,9 +80,7 @@ describe('sync engine over the TCP link', () => {
     const N = 2000;
     put(0, N);
     await waitFor('first sync', () => held() === N && A.status()[0]!.state === 'in_sync' && A.status()[0]!.unackedFrames === 0);
-    const [fromA, toPeer] = relays as [net.Socket, net.Socket];
-    fromA.unpipe(toPeer);
-    fromA.pause();
+    relay!.stall();
     // every round changes every flow's mark: ~80 KB of frames, a few rounds past the cap once the kernel's socket
     // buffers are full. Until the sender holds its changes (no entry sent for 20 rounds) or the link drops
     let round = 0;
@@ -116,8 +99,7 @@ describe('sync engine over the TCP link', () => {
     expect(A.counters.holds).toBeGreaterThanOrEqual(1);
     expect(A.status()[0]!.link).toBe('up');
     const sentBefore = A.counters.entriesOut;
-    fromA.pipe(toPeer);
-    fromA.resume();
+    relay!.unstall();
     const keys = Array.from({ length: N }, (_, i) => flowKey(tcpFlow(i)));
     const copy = () => B.peerTables().get('fw-a')!;
     await waitFor('caught up', () => keys.every((k) => copy().get(k)?.mark === round), 15_000);

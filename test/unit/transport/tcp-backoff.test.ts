@@ -1,11 +1,10 @@
 // Reconnect timing and address choice of the TCP peer link: backoff/jitter bounds, the address plan, the dial
 // schedule under fake timers, and failover to / failback from the fallback address.
 
-import net from 'node:net';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { AddressPlan, TcpTransport, backoffCeiling, backoffDelay } from '../../../src/transport/tcp/index.js';
-import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { freePort, freshPskFile, loopbackRelay, perTest } from '../../contract/tcp-fixtures.js';
 import { record, waitFor } from '../../contract/transport-contract.js';
 import { captureLogger } from './log-capture.js';
 
@@ -110,47 +109,10 @@ describe('dial schedule (fake timers)', () => {
 });
 
 describe('fallback address', () => {
-  let dir: TempDir | undefined;
-  const closers: Array<() => Promise<void> | void> = [];
-  afterEach(async () => {
-    for (const c of closers.splice(0).reverse()) await c();
-    dir?.cleanup();
-    dir = undefined;
-  });
-
-  /** A loopback TCP relay standing in for the dedicated sync link, switchable on and off. */
-  function relay(listenPort: number, targetPort: number) {
-    const sockets = new Set<net.Socket>();
-    let server: net.Server | undefined;
-    return {
-      async on(): Promise<void> {
-        server = net.createServer((c) => {
-          const up = net.connect({ host: '127.0.0.1', port: targetPort });
-          for (const s of [c, up]) {
-            sockets.add(s);
-            s.on('error', () => {});
-            s.on('close', () => {
-              sockets.delete(s);
-              c.destroy();
-              up.destroy();
-            });
-          }
-          c.pipe(up);
-          up.pipe(c);
-        });
-        await new Promise<void>((r) => server!.listen(listenPort, '127.0.0.1', () => r()));
-      },
-      async off(): Promise<void> {
-        for (const s of sockets) s.destroy();
-        if (server) await new Promise<void>((r) => server!.close(() => r()));
-        server = undefined;
-      },
-    };
-  }
+  const scratch = perTest();
 
   it('uses the fallback while the first address is down, returns to the first when it answers, fails over again when it breaks', async () => {
-    dir = tempDir();
-    const pskFile = freshPskFile(dir.dir);
+    const pskFile = freshPskFile(scratch.dir());
     const [pb, pRelay, nowhere] = [await freePort(), await freePort(), await freePort()];
     const fast = { heartbeatMs: 100, deadAfterMs: 400, connectTimeoutMs: 1000, helloTimeoutMs: 1000, backoff: { initialMs: 20, maxMs: 100 }, tls: { pskFile }, clusterId: 'lab' };
     // fw-b cannot reach fw-a (nobody listens at `nowhere`), so every connection here is dialed by fw-a.
@@ -162,8 +124,8 @@ describe('fallback address', () => {
       peers: [{ nodeId: 'fw-b', addresses: [`127.0.0.1:${pRelay}`, `127.0.0.1:${pb}`] }],
       failbackMs: 150,
     });
-    const link = relay(pRelay, pb);
-    closers.push(() => b.stop(), () => a.stop(), () => link.off());
+    const link = loopbackRelay(pRelay, pb);
+    scratch.defer(() => b.stop(), () => a.stop(), () => link.off());
     const ra = record(a);
     const rb = record(b);
     await b.start();

@@ -3,26 +3,19 @@
 // helloTimeoutMs.
 
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LinkFrame, LinkFrameDecoder, encodeLinkFrame } from '../../../src/transport/tcp/framing.js';
 import { LINK_PROTOCOL_VERSION, encodeHello } from '../../../src/transport/tcp/hello.js';
 import { PSK_CIPHERS, TcpTransport, loadPsk } from '../../../src/transport/tcp/index.js';
 import type { TcpTransportOptions } from '../../../src/transport/tcp/options.js';
 import { systemClock, type Clock } from '../../../src/transport/types.js';
-import { freePort, freshPskFile, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { freePort, freshPskFile, perTest } from '../../contract/tcp-fixtures.js';
 import { record, waitFor } from '../../contract/transport-contract.js';
 
-let dir: TempDir | undefined;
-const cleanups: Array<() => unknown> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-  dir?.cleanup();
-  dir = undefined;
-});
+const scratch = perTest();
 
 async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200 }, extra: Partial<TcpTransportOptions> = {}) {
-  dir = tempDir();
-  const pskFile = freshPskFile(dir.dir);
+  const pskFile = freshPskFile(scratch.dir());
   const b = new TcpTransport({
     nodeId: 'fw-b',
     clusterId: 'lab',
@@ -34,12 +27,12 @@ async function setup(clock?: Clock, timing = { heartbeatMs: 50, deadAfterMs: 200
     ...extra,
     ...(clock ? { clock } : {}),
   });
-  cleanups.push(() => b.stop());
+  scratch.defer(() => b.stop());
   const rb = record(b);
   await b.start();
   const psk = loadPsk(pskFile);
   const s = tls.connect({ host: '127.0.0.1', port: b.address()!.port, ciphers: PSK_CIPHERS, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined, pskCallback: () => ({ psk, identity: 'lab' }) });
-  cleanups.push(() => s.destroy());
+  scratch.defer(() => s.destroy());
   s.on('error', () => {});
   const received: number[] = [];
   const data: number[] = []; // first byte of each data frame's payload
