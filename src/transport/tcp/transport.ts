@@ -107,6 +107,9 @@ function certNames(cert: tls.PeerCertificate | undefined, nodeId: string): boole
   return sans.includes(`DNS:${nodeId}`);
 }
 
+/** How early a due heartbeat or deadline may be handled by a timer that fired early (see tick). */
+const TICK_SLACK_MS = 5;
+
 export class TcpTransport implements Transport {
   readonly kind = 'tcp';
   onFrame: (frame: Buffer, from: PeerInfo) => void = () => {};
@@ -770,7 +773,10 @@ export class TcpTransport implements Transport {
     let next = Infinity;
     for (const c of [...this.conns]) {
       if (c.closed) continue;
-      if (now >= this.dueOf(c)) {
+      // a timer runs from the event loop's cached time, which lags this clock by however long the turn that armed
+      // it had run, so it can fire a little before `at`: what is due that soon is done now, not re-armed for (a
+      // wake-up for nothing). A heartbeat or deadline a few ms early changes nothing
+      if (now + TICK_SLACK_MS >= this.dueOf(c)) {
         if (!c.securedAt) {
           if (c.peer) countReason(c.peer.errors, 'connect_timeout');
           this.closeConn(c, 'connect_timeout');
@@ -778,7 +784,7 @@ export class TcpTransport implements Transport {
           if (c.peer) this.refusePeer(c.peer, 'hello_timeout', { address: c.address, helloTimeoutMs: o.helloTimeoutMs });
           else this.refuseGlobal('hello_timeout', { address: c.address, helloTimeoutMs: o.helloTimeoutMs });
           this.closeConn(c, 'hello_timeout');
-        } else if (now - c.lastRx >= o.deadAfterMs) this.closeConn(c, 'dead');
+        } else if (now + TICK_SLACK_MS - c.lastRx >= o.deadAfterMs) this.closeConn(c, 'dead');
         else this.writeControl(c, LinkFrame.Heartbeat);
       }
       if (!c.closed) next = Math.min(next, this.dueOf(c));
