@@ -128,6 +128,9 @@ export interface SyncCounters {
   dropped: Record<string, number>;
 }
 
+/** A hold of changes for a congested link this long (ms) or longer is logged when it ends; shorter ones are counted. */
+const LONG_HOLD_MS = 1000;
+
 /** A batch goes out once changes paused this long (ms): see SyncEngine.flushCheck. */
 const QUIET_MS = 1;
 
@@ -293,7 +296,7 @@ export class SyncEngine {
       }
       return;
     }
-    this.heldAt = -1;
+    if (this.heldAt >= 0) this.endHold();
     const t = this.local.table;
     const dels: string[] = [];
     // by key first: one that is back in the table joins the queued slots (once, if its slot is queued already)
@@ -490,8 +493,7 @@ export class SyncEngine {
         this.log_.info({ bulkId, sent, of: total }, 'bulk send interrupted: no peer up');
         return;
       }
-      if (this.backpressured) await this.waitDrain();
-      else await new Promise((r) => setImmediate(r));
+      await this.pace();
     }
     // stopped: no end, or the receiver would take the part it got for the whole table and drop the rest
     if (this.stopped) return;
@@ -500,7 +502,7 @@ export class SyncEngine {
   }
 
   /**
-   * Resume's re-send: the current state of `keys`, a frame at a time, waiting out backpressure as a bulk does. Sent
+   * Resume's re-send: the current state of `keys`, a frame at a time, paced as a bulk is. Sent
    * at once, a long gap's worth could pass the link's queue cap, which drops the link, and the next resume would
    * start over. Ends if no peer is up: their next hello resumes again.
    */
@@ -508,14 +510,28 @@ export class SyncEngine {
     for (let i = 0; i < keys.length && !this.stopped; i += this.perFrame) {
       this.sendKeys(keys.slice(i, i + this.perFrame), { authoritative: true });
       if (!this.anyPeerUp()) return;
-      if (this.backpressured) await this.waitDrain();
+      await this.pace();
     }
+  }
+
+  /** Between the frames of a bulk or a resume: wait out backpressure, or at least a turn so that events keep flowing. */
+  private pace(): Promise<void> {
+    return this.backpressured ? this.waitDrain() : new Promise((r) => setImmediate(r));
   }
 
   private backpressured = false;
   /** Clock time flush() began holding changes for a congested link; -1 while it is not. */
   private heldAt = -1;
   private needFullBulk = false;
+
+  /** A hold ends (the link drained): one log line if it lasted long enough for an operator to notice. */
+  private endHold(): void {
+    const heldMs = this.clock.now() - this.heldAt;
+    this.heldAt = -1;
+    if (heldMs >= LONG_HOLD_MS) {
+      this.log_.warn({ heldMs: Math.round(heldMs), changes: this.dirty.size + this.queued.length }, 'link was congested: held changes go out now that it drained');
+    }
+  }
 
   /** Changes not sent yet: coalescing (a few ms), or held for a congested link (since heldMs ago). */
   pending(): { changes: number; heldMs: number } {

@@ -11,6 +11,7 @@ import { TcpTransport } from '../../../src/transport/tcp/index.js';
 import { freePort, freshPskFile, loopbackRelay, perTest } from '../../contract/tcp-fixtures.js';
 import { waitFor } from '../../contract/transport-contract.js';
 import { tcpFlow } from '../state/flows.js';
+import { WARN, captureLogger } from '../transport/log-capture.js';
 
 const log = pino({ level: process.env.LOG ?? 'silent' });
 const FAST = { clusterId: 'lab', heartbeatMs: 100, deadAfterMs: 400, connectTimeoutMs: 1000, helloTimeoutMs: 1000, backoff: { initialMs: 20, maxMs: 200 }, dialStaggerMs: 50 };
@@ -22,6 +23,7 @@ const scratch = perTest();
  * `toB` (fw-b's own port unless the test puts something in between); fw-b's dials to fw-a go nowhere if `oneWay`.
  */
 async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<number>; oneWay?: boolean } = {}) {
+  const logA = captureLogger('info');
   const pskFile = freshPskFile(scratch.dir());
   const [pa, pb] = [await freePort(), await freePort()];
   const toB = o.toB ? await o.toB(pb) : pb;
@@ -32,7 +34,7 @@ async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<
   const b = link('fw-b', pb, 'fw-a', toA);
   const opts = (nodeId: string) => ({ nodeId, clusterId: 'lab', coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 100, maxFrameBytes: 4 << 20, entriesPerFrame: 1000 });
   const local = new LocalTable({ clock: systemClock });
-  const A = new SyncEngine(opts('fw-a'), local, a, systemClock, log);
+  const A = new SyncEngine(opts('fw-a'), local, a, systemClock, logA.logger);
   const B = new SyncEngine(opts('fw-b'), new LocalTable({ clock: systemClock }), b, systemClock, log);
   scratch.defer(() => a.stop(), () => b.stop(), () => (A.stop(), B.stop()));
   A.start();
@@ -45,7 +47,7 @@ async function pair(o: { deadAfterMs?: number; toB?: (portB: number) => Promise<
     }
   };
   const held = () => B.peerTables().get('fw-a')?.size ?? 0;
-  return { a, b, A, B, local, put, held };
+  return { a, b, A, B, local, put, held, logA: logA.lines };
 }
 
 describe('sync engine over the TCP link', () => {
@@ -76,7 +78,7 @@ describe('sync engine over the TCP link', () => {
       return port;
     };
     // a stall outlasts the default link-down time here: only the cap may end it
-    const { a, A, B, put, held } = await pair({ deadAfterMs: 60_000, toB, oneWay: true });
+    const { a, A, B, put, held, logA } = await pair({ deadAfterMs: 60_000, toB, oneWay: true });
     const N = 2000;
     put(0, N);
     await waitFor('first sync', () => held() === N && A.status()[0]!.state === 'in_sync' && A.status()[0]!.unackedFrames === 0);
@@ -99,12 +101,18 @@ describe('sync engine over the TCP link', () => {
     expect(A.counters.holds).toBeGreaterThanOrEqual(1);
     expect(A.status()[0]!.link).toBe('up');
     const sentBefore = A.counters.entriesOut;
+    await new Promise((r) => setTimeout(r, 1000)); // long enough a hold to be logged when it ends
+    expect(logA.filter((l) => l.level === WARN)).toEqual([]);
     relay!.unstall();
     const keys = Array.from({ length: N }, (_, i) => flowKey(tcpFlow(i)));
     const copy = () => B.peerTables().get('fw-a')!;
     await waitFor('caught up', () => keys.every((k) => copy().get(k)?.mark === round), 15_000);
     expect(A.pending()).toEqual({ changes: 0, heldMs: 0 });
     expect(A.counters.entriesOut - sentBefore).toBe(N); // the 20 held rounds went out as one entry per flow
+    const warned = logA.filter((l) => l.level === WARN);
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ msg: 'link was congested: held changes go out now that it drained', changes: N });
+    expect(warned[0]!.heldMs).toBeGreaterThanOrEqual(1000);
     expect(A.counters.resumes).toBe(0);
   });
 });
