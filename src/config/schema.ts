@@ -70,7 +70,7 @@ export const SCHEMA = {
   'redis.tls.servername': { type: 'string', doc: 'Name expected in the server certificate, when it differs from the address.' },
   'redis.peers': { type: 'string[]', default: [], doc: 'Node ids whose streams this node reads; empty = the ids of `peers`.' },
   'redis.maxLen': { type: 'int', default: 100000, doc: 'Approximate length cap of this node\'s stream (XADD MAXLEN ~). A reader further behind reloads the snapshot (a full resync), so shorter costs memory less and resyncs more.', check: range(10, 1e9) },
-  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; beyond it frames are dropped and the whole table is republished when Redis is back.' },
+  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back.' },
 
   'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms).' },
   'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms).' },

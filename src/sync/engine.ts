@@ -286,10 +286,10 @@ export class SyncEngine {
       this.flushTimer = setTimeout(() => this.flush(), this.opts.coalesceMs);
       return;
     }
-    // hold them while the link is congested (a peer far behind): they coalesce here, at most one entry per flow,
-    // instead of queueing frames it is not reading yet (past the link's queue cap, the link would drop); the drain
-    // sends them, each entry's state as it is then. Mere backpressure does not hold: the socket is sending
-    if (this.transport.congested?.() === true && this.anyPeerUp()) {
+    // hold them while the link is congested (far behind): they coalesce here, at most one entry per flow, instead
+    // of queueing frames nobody reads yet (past the link's cap, TCP drops the link and Redis its frames, a full
+    // resync); the drain sends them, each entry's state as it is then. Mere backpressure does not hold: it is sending
+    if (this.transport.congested?.() === true) {
       if (this.heldAt < 0) {
         this.heldAt = this.clock.now();
         this.counters.holds++;
@@ -566,6 +566,8 @@ export class SyncEngine {
 
   private housekeeping(): void {
     const now = this.clock.now();
+    // the drain ends a hold; this only makes sure nothing could ever keep one going once the link is not congested
+    if (this.heldAt >= 0 && this.transport.congested?.() !== true) this.flush();
     for (const r of this.rx.values()) r.table.expire(now);
     // acks let us forget what peers hold
     const acked = Math.min(...[...this.tx.values()].filter((t) => t.helloDone).map((t) => t.acked), this.seq);

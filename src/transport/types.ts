@@ -82,9 +82,9 @@ export interface Transport {
   /** Every peer that reported backpressure has drained below its high-water mark. */
   onDrain: () => void;
   /**
-   * Some up peer is far behind, not just past its high-water mark (TCP: a quarter of its queue cap queued); onDrain
-   * follows. The sync layer then holds new changes, coalescing them, instead of queueing frames toward the cap.
-   * Optional: a transport without it is never congested.
+   * The link is far behind, not just past its high-water mark (TCP: a peer with a quarter of its queue cap queued;
+   * Redis: a quarter of its send buffer, in an outage too); onDrain follows. The sync layer then holds new changes,
+   * coalescing them, instead of queueing frames towards the cap. Optional: a transport without it is never congested.
    */
   congested?(): boolean;
   stats(): TransportStats;

@@ -1,7 +1,7 @@
 // Runs the transport contract on the Redis Streams transport against a real redis-server (started here on a free
 // loopback port, with an ACL user), then the Redis-specific behaviour: snapshot + tail for a joining node, a reader
 // behind a trimmed stream, Redis restarted mid-stream, timeout refreshes in the snapshot, an outage beyond the buffer,
-// forged frames, three nodes, a stop while Redis is unreachable.
+// an outage that changes are held through, forged frames, three nodes, a stop while Redis is unreachable.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { RedisServer, freeLoopbackPort, redisMissing } from '../../src/lab/redis-server.js';
@@ -162,16 +162,51 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
     await until('b in sync', () => same(a, b));
     await srv.kill();
     await until('a sees the outage', () => a.rs().status === 'outage');
-    // event ingest goes on: every change is accepted by the engine, the transport buffers and then drops
+    // event ingest goes on: changes are held in the engine once the buffer is a quarter full (below), but the
+    // timeout refreshes of a long outage are not, and they overflow it
     for (let i = 300; i < 5000; i++) a.event('new', tcpFlow(i));
     for (let i = 0; i < 100; i++) a.event('destroy', tcpFlow(i));
     a.engine.flush();
+    const refreshes: { key: string; timeout: number }[] = [];
+    for (let i = 100; i < 5000; i++) refreshes.push({ key: flowKey(tcpFlow(i)), timeout: 3000 });
+    a.engine.sendRefreshes(refreshes);
     await until('buffer overflow counted', () => (a.transport.stats().dropped.buffer_full ?? 0) > 0);
     expect(a.rs().needsResync).toBe(true);
     expect(a.rs().queuedBytes).toBeLessThanOrEqual(32 << 10);
     await srv.restart();
     await until('b in sync after the resync', () => same(a, b), 30_000);
     expect(a.rs().needsResync).toBe(false);
+    await a.stop();
+    await b.stop();
+  });
+
+  it('an outage: changes wait in the engine, one entry per flow, instead of filling the buffer; no resync after it', async () => {
+    fresh();
+    // congested past a quarter of the buffer, 64 KiB: four rounds of the 500 flows below, of forty
+    const a = await node('fw-a', ['fw-b'], { maxBufferBytes: 256 << 10, highWaterMarkBytes: 16 << 10 });
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < 500; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    const [resyncs, bulks] = [a.rs().resyncsRequested, a.engine.counters.bulks];
+    // a path that stops answering (not a restart: Redis keeps its data), our own server stopped by PID
+    process.kill(srv.pid!, 'SIGSTOP');
+    try {
+      await until('a sees the outage', () => a.rs().status === 'outage');
+      for (let round = 1; round <= 40; round++) {
+        for (let i = 0; i < 500; i++) a.event('update', { ...tcpFlow(i), mark: round });
+        a.engine.flush();
+      }
+      expect(a.transport.stats().dropped.buffer_full ?? 0).toBe(0);
+      expect(a.rs().needsResync).toBe(false);
+      expect(a.engine.counters.holds).toBeGreaterThanOrEqual(1);
+      expect(a.engine.pending().changes).toBe(500);
+    } finally {
+      process.kill(srv.pid!, 'SIGCONT');
+    }
+    await until('b holds every flow\'s last mark', () => same(a, b) && b.engine.peerTables().get('fw-a')!.get(flowKey(tcpFlow(7)))?.mark === 40, 30_000);
+    expect(a.engine.pending().changes).toBe(0);
+    expect(a.rs().resyncsRequested).toBe(resyncs);
+    expect(a.engine.counters.bulks).toBe(bulks);
     await a.stop();
     await b.stop();
   });

@@ -54,7 +54,8 @@ export interface RedisTransportOptions {
   highWaterMarkBytes?: number;
   /**
    * Queued bytes kept through a Redis outage; past it frames are dropped and the node republishes its whole table
-   * (a full resync) once Redis is back. Default 64 MiB (~2 M flow changes).
+   * (a full resync) once Redis is back. Past a quarter of it (or highWaterMarkBytes, if more) the transport reports
+   * itself congested and the sync layer holds new changes, coalesced, until it drains. Default 64 MiB.
    */
   maxBufferBytes?: number;
   /** Frames per XREAD / per MULTI. Default 1000. */

@@ -308,6 +308,15 @@ export class RedisTransport implements Transport {
     return this.needDrain;
   }
 
+  /**
+   * A quarter of the send buffer queued (or the high-water mark, if more), Redis up or in an outage: new changes
+   * wait in the sync layer, one entry per flow however often it changes, instead of filling the buffer towards a
+   * full resync. Only while a drain is owed, so that onDrain ends it.
+   */
+  congested(): boolean {
+    return this.needDrain && this.queueBytes > Math.max(this.o.highWaterMarkBytes, this.o.maxBufferBytes / 4);
+  }
+
   private enqueue(q: Queued, front = false): void {
     if (front) this.queue.unshift(q);
     else this.queue.push(q);
