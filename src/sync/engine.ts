@@ -411,6 +411,11 @@ export class SyncEngine {
 
   /** Remaining timeouts re-read from the kernel, for flows the standby would otherwise misjudge. */
   sendRefreshes(items: { key: string; timeout: number }[]): void {
+    if (this.transport.congested?.() === true) {
+      // held with the changes instead: the upsert the drain sends carries the remaining timeout as it is then
+      for (const r of items) this.changed(r.key);
+      return;
+    }
     for (let i = 0; i < items.length; i += this.perFrame) {
       const chunk = items.slice(i, i + this.perFrame);
       // logged with their keys: if the frame is lost in a cut, resume re-sends these entries' current state

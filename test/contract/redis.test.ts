@@ -162,14 +162,11 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
     await until('b in sync', () => same(a, b));
     await srv.kill();
     await until('a sees the outage', () => a.rs().status === 'outage');
-    // event ingest goes on: changes are held in the engine once the buffer is a quarter full (below), but the
-    // timeout refreshes of a long outage are not, and they overflow it
+    // event ingest goes on. Changes are held in the engine once the buffer is a quarter full (the next test), a
+    // check made as a flush starts: this one flush of 4800 changes (96 frames) is larger than the whole buffer
     for (let i = 300; i < 5000; i++) a.event('new', tcpFlow(i));
     for (let i = 0; i < 100; i++) a.event('destroy', tcpFlow(i));
     a.engine.flush();
-    const refreshes: { key: string; timeout: number }[] = [];
-    for (let i = 100; i < 5000; i++) refreshes.push({ key: flowKey(tcpFlow(i)), timeout: 3000 });
-    a.engine.sendRefreshes(refreshes);
     await until('buffer overflow counted', () => (a.transport.stats().dropped.buffer_full ?? 0) > 0);
     expect(a.rs().needsResync).toBe(true);
     expect(a.rs().queuedBytes).toBeLessThanOrEqual(32 << 10);
@@ -185,7 +182,7 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
     // congested past a quarter of the buffer, 64 KiB: four rounds of the 500 flows below, of forty
     const a = await node('fw-a', ['fw-b'], { maxBufferBytes: 256 << 10, highWaterMarkBytes: 16 << 10 });
     const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 500; i++) a.event('new', tcpFlow(i));
+    for (let i = 0; i < 600; i++) a.event('new', tcpFlow(i));
     await until('b in sync', () => same(a, b));
     const [resyncs, bulks] = [a.rs().resyncsRequested, a.engine.counters.bulks];
     // a path that stops answering (not a restart: Redis keeps its data), our own server stopped by PID
@@ -200,6 +197,11 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
       expect(a.rs().needsResync).toBe(false);
       expect(a.engine.counters.holds).toBeGreaterThanOrEqual(1);
       expect(a.engine.pending().changes).toBe(500);
+      // a timeout refresh meanwhile joins the held changes rather than the buffer
+      const queued = a.rs().queuedFrames;
+      a.engine.sendRefreshes(Array.from({ length: 100 }, (_, j) => ({ key: flowKey(tcpFlow(500 + j)), timeout: 1800 })));
+      expect(a.rs().queuedFrames).toBe(queued);
+      expect(a.engine.pending().changes).toBe(600);
     } finally {
       process.kill(srv.pid!, 'SIGCONT');
     }
