@@ -1,7 +1,7 @@
 // Two ctsync daemons in two namespaces with real kernel traffic: after every fault the standby's peer table equals
 // the active's kernel table exactly (zero missing, zero extra), and peers without the key or cluster are refused.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, type LabProcess } from '../../src/lab/netns.js';
@@ -158,6 +158,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   afterAll(async () => {
     for (const s of streams) await s.stop().catch(() => {});
     await lab?.teardown();
+    if (dir) rmSync(dir, { recursive: true, force: true }); // configs, sockets and the cluster keys
   });
 
   test('under real churn the standby converges to the active exactly, including expiries', async () => {
