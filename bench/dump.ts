@@ -6,10 +6,9 @@
 //
 // - ctsync: a child node process, dump() into Flow objects (what the daemon keeps); peak = VmHWM − RSS before.
 // - conntrack -L: output to /dev/null, `/usr/bin/time -v` for its max RSS; it formats and prints, it keeps nothing.
-import { Lab } from '../src/lab/netns.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
-import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
+import { tableCount, withTableLab } from './lib/lab.js';
 import { opt } from './lib/args.js';
 
 const REPS = Number(opt('--reps') ?? 3);
@@ -26,19 +25,15 @@ interface Run {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
-  Lab.sweep('ctsb-');
-  const restoreMax = raiseConntrackMax(Math.max(262144, Math.ceil(SIZE * 1.1)));
-  const lab = new Lab({ prefix: 'ctsb-' });
   const runs: Run[] = [];
   let inTable = 0;
-  try {
+  await withTableLab(SIZE, async (lab) => {
     const ns = await lab.addNamespace('dump');
     const filler = new LineChild(lab, ns, nodeChild('writes-child', [SIZE, 9]));
     if ((await filler.next(120_000)) !== 'ready') throw new Error('filler not ready');
     const filled = JSON.parse(await filler.ask('go', 600_000)) as { counts: Record<string, number>; failedByErrno: Record<string, number> };
     await filler.proc.stop();
-    inTable = await conntrackCount(async (f) => (await lab.exec(ns, ['cat', f])).stdout);
+    inTable = await tableCount(lab, ns);
     // another process on the machine may put the global nf_conntrack_max back while we fill: say so, go on
     if (inTable !== SIZE) process.stderr.write(`table holds ${inTable} of ${SIZE}: ${JSON.stringify(filled.failedByErrno)}\n`);
     for (let rep = 0; rep < REPS; rep++) {
@@ -55,10 +50,7 @@ async function main(): Promise<void> {
       runs.push({ tool: 'conntrack -L', ms, entries: shown, rate: shown / (ms / 1000), peakMiB: maxRss / MiB, maxRssMiB: maxRss / MiB });
       for (const x of runs.slice(-2)) process.stderr.write(`${x.tool.padEnd(24)} ${x.entries} in ${x.ms.toFixed(0)} ms = ${Math.round(x.rate)}/s, peak ${x.peakMiB.toFixed(1)} MiB\n`);
     }
-  } finally {
-    await lab.teardown();
-    restoreMax.restore();
-  }
+  });
   const rows: { tool: string; rate: Summary; ms: Summary; peakMiB: Summary; maxRssMiB: Summary; complete: boolean }[] = [];
   for (const tool of ['ctsync Conntrack.dump()', 'conntrack -L']) {
     const mine = runs.filter((r) => r.tool === tool);

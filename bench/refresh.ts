@@ -12,14 +12,13 @@
 // reference for the cost of reading the table once.
 import { execFileSync } from 'node:child_process';
 import pino from 'pino';
-import { Lab } from '../src/lab/netns.js';
 import { systemClock } from '../src/state/clock.js';
 import { KernelMirror } from '../src/state/mirror.js';
 import { compileFilter } from '../src/sync/filter.js';
 import { buildConfig } from '../src/config/load.js';
 import { burst } from './ref/harness.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
-import { conntrackCount, raiseConntrackMax } from './lib/sysctl.js';
+import { tableCount, withTableLab } from './lib/lab.js';
 import { flag, opt } from './lib/args.js';
 
 const REPS = Number(opt('--reps') ?? 5);
@@ -60,35 +59,31 @@ function conntrackList(ns: string): Run {
 }
 
 async function main(): Promise<void> {
-  if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)');
-  Lab.sweep('ctsb-');
-  const restoreMax = raiseConntrackMax(Math.max(262144, Math.ceil(SIZE * 1.1)));
-  const lab = new Lab({ prefix: 'ctsb-' });
   const runs: Run[] = [];
   const log = pino({ level: 'warn' });
   const mirrors: KernelMirror[] = [];
   let inTable = 0;
-  try {
-    const ns = await lab.addNamespace('rf');
-    if (FIGURES) await lab.exec(ns, ['sysctl', '-qw', 'net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1']);
-    for (let done = 0; done < SIZE; done += 100_000) await burst(ns, Math.min(100_000, SIZE - done), done);
-    inTable = await conntrackCount(async (f) => (await lab.exec(ns, ['cat', f])).stdout);
-    const filter = compileFilter(buildConfig({ nodeId: 'bench' }).sync); // the daemon's default selection
-    // the same predicate without its in-place form: the mirror then decodes every line
-    const decoding = Object.assign((f: Parameters<typeof filter>[0]) => filter(f), {});
-    const inPlace = new KernelMirror({ netns: ns, clock: systemClock, log, filter });
-    const decoded = new KernelMirror({ netns: ns, clock: systemClock, log, filter: decoding });
-    mirrors.push(inPlace, decoded);
-    for (const m of mirrors) await m.start();
-    for (let rep = 0; rep < REPS; rep++) {
-      runs.push(await refreshOnce(inPlace, WAYS[0]), await refreshOnce(decoded, WAYS[1]), conntrackList(ns));
-      for (const x of runs.slice(-3)) process.stderr.write(`${x.way.padEnd(36)} ${x.entries} entries: ${x.cpuS.toFixed(3)} s CPU (${x.sysS.toFixed(3)} system), ${x.ms.toFixed(0)} ms\n`);
+  await withTableLab(SIZE, async (lab) => {
+    try {
+      const ns = await lab.addNamespace('rf');
+      if (FIGURES) await lab.exec(ns, ['sysctl', '-qw', 'net.netfilter.nf_conntrack_acct=1', 'net.netfilter.nf_conntrack_timestamp=1']);
+      for (let done = 0; done < SIZE; done += 100_000) await burst(ns, Math.min(100_000, SIZE - done), done);
+      inTable = await tableCount(lab, ns);
+      const filter = compileFilter(buildConfig({ nodeId: 'bench' }).sync); // the daemon's default selection
+      // the same predicate without its in-place form: the mirror then decodes every line
+      const decoding = Object.assign((f: Parameters<typeof filter>[0]) => filter(f), {});
+      const inPlace = new KernelMirror({ netns: ns, clock: systemClock, log, filter });
+      const decoded = new KernelMirror({ netns: ns, clock: systemClock, log, filter: decoding });
+      mirrors.push(inPlace, decoded);
+      for (const m of mirrors) await m.start();
+      for (let rep = 0; rep < REPS; rep++) {
+        runs.push(await refreshOnce(inPlace, WAYS[0]), await refreshOnce(decoded, WAYS[1]), conntrackList(ns));
+        for (const x of runs.slice(-3)) process.stderr.write(`${x.way.padEnd(36)} ${x.entries} entries: ${x.cpuS.toFixed(3)} s CPU (${x.sysS.toFixed(3)} system), ${x.ms.toFixed(0)} ms\n`);
+      }
+    } finally {
+      for (const m of mirrors) m.close();
     }
-  } finally {
-    for (const m of mirrors) m.close();
-    await lab.teardown();
-    restoreMax.restore();
-  }
+  });
   const rows: { way: Way; cpuS: Summary; sysS: Summary; ms: Summary; usPerEntry: number; coreShare: number }[] = WAYS.map((way) => {
     const mine = runs.filter((r) => r.way === way);
     const cpuS = summarize(mine.map((r) => r.cpuS));

@@ -20,7 +20,8 @@ import { conntrackdPair } from './ref/conntrackd.js';
 import { waitFor } from './lib/proc.js';
 import { LineChild, nodeChild } from './lib/proc.js';
 import { environment, fmt, summarize, table, writeResults, type Summary } from './lib/stats.js';
-import { conntrackCount, raiseConntrackBuckets, raiseConntrackMax } from './lib/sysctl.js';
+import { raiseConntrackBuckets, raiseConntrackMax } from './lib/sysctl.js';
+import { tableCount } from './lib/lab.js';
 import { flag, opt } from './lib/args.js';
 
 const REPS = Number(opt('--reps') ?? 3);
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'ctsb-writes-'));
   const lab = new Lab({ prefix: 'ctsb-' });
   const runs: Run[] = [];
-  const count = (ns: string) => conntrackCount(async (f) => (await lab.exec(ns, ['cat', f])).stdout);
+  const count = (ns: string) => tableCount(lab, ns);
   const record = (r: Omit<Run, 'inTable'>, inTable: number) => {
     runs.push({ ...r, inTable });
     process.stderr.write(`${r.tool.padEnd(32)} ${String(r.size).padStart(8)} in ${r.ms.toFixed(0)} ms = ${Math.round(r.rate)}/s, table ${inTable}\n`);
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
         try {
           const pair = await conntrackdPair(pairLab, { capacity: size });
           const [act, sby] = [pair.active.ns, pair.standby.ns];
-          const pcount = (ns: string) => conntrackCount(async (f) => (await pairLab.exec(ns, ['cat', f])).stdout);
+          const pcount = (ns: string) => tableCount(pairLab, ns);
           try {
             await pairLab.exec(act, ['conntrack', '-R', file], { timeoutMs: 600_000 });
             await pair.cli('standby', ['-n']); // ask the active for everything it has
