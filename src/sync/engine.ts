@@ -288,14 +288,9 @@ export class SyncEngine {
     }
     // hold them while the link is congested (far behind): they coalesce here, at most one entry per flow, instead
     // of queueing frames nobody reads yet (past the link's cap, TCP drops the link and Redis its frames, a full
-    // resync); the drain sends them, each entry's state as it is then. Mere backpressure does not hold: it is sending
-    if (this.transport.congested?.() === true) {
-      if (this.heldAt < 0) {
-        this.heldAt = this.clock.now();
-        this.counters.holds++;
-      }
-      return;
-    }
+    // resync); the drain sends them, each entry's state as it is then. Mere backpressure does not hold: it is sending.
+    // A flush too big for what the link has left stops between two frames once it turns congested (sendCurrent)
+    if (this.transport.congested?.() === true) return this.startHold();
     if (this.heldAt >= 0) this.endHold();
     const t = this.local.table;
     const dels: string[] = [];
@@ -321,7 +316,7 @@ export class SyncEngine {
       marks[slot] = 0;
     }
     this.queued = [];
-    this.sendCurrent(upKeys, upSlots, dels, { reborn });
+    this.sendCurrent(upKeys, upSlots, dels, { reborn, holdable: true });
   }
 
   /** Queues the entry in `slot` for the next send (once, however often it changes). */
@@ -352,13 +347,25 @@ export class SyncEngine {
     this.sendCurrent(upKeys, upSlots, dels, how);
   }
 
-  /** Upserts of the entries in upSlots (keys upKeys; reborn[i]: a new incarnation), deletes of dels. */
-  private sendCurrent(upKeys: string[], upSlots: number[], dels: string[], how: { reborn?: boolean[]; authoritative?: boolean; bulkId?: number }): void {
+  /**
+   * Upserts of the entries in upSlots (keys upKeys; reborn[i]: a new incarnation), deletes of dels. `holdable` (a
+   * flush): once the link turns congested between two frames, the rest waits with the next changes (see flush).
+   */
+  private sendCurrent(upKeys: string[], upSlots: number[], dels: string[], how: { reborn?: boolean[]; holdable?: boolean; authoritative?: boolean; bulkId?: number }): void {
     const now = this.clock.now();
     const t = this.local.table;
     for (const slot of upSlots) t.setDirty(slot, 0); // queued now: what local.takeDirty() does, without a second lookup
     const batch = this.batch;
+    let frames = 0;
+    const holdRest = (upFrom: number, delsFrom: number): boolean => {
+      if (!how.holdable || frames === 0 || this.transport.congested?.() !== true) return false;
+      for (let j = upFrom; j < upSlots.length; j++) this.queue(upSlots[j]!, how.reborn?.[j] === true);
+      for (let j = delsFrom; j < dels.length; j++) this.dirty.set(dels[j]!, false);
+      this.startHold();
+      return true;
+    };
     for (let i = 0; i < upKeys.length; i += this.perFrame) {
+      if (holdRest(i, 0)) return;
       const end = Math.min(i + this.perFrame, upKeys.length);
       batch.reset();
       const rebornIdx: number[] = [];
@@ -372,11 +379,14 @@ export class SyncEngine {
       if (!batch.count) continue;
       this.sendUpsert(batch, { reborn: rebornIdx, authoritative: how.authoritative ?? false, bulkId: how.bulkId ?? 0 }, sent);
       this.counters.entriesOut += batch.count;
+      frames++;
     }
     for (let i = 0; i < dels.length; i += this.perFrame) {
+      if (holdRest(upKeys.length, i)) return;
       const chunk = dels.slice(i, i + this.perFrame);
       this.sendSequenced({ delete: { keys: chunk.map((k) => keyToWire(keyOf(k))), bulkId: how.bulkId ?? 0 } }, chunk);
       this.counters.deletesOut += chunk.length;
+      frames++;
     }
   }
 
@@ -411,12 +421,12 @@ export class SyncEngine {
 
   /** Remaining timeouts re-read from the kernel, for flows the standby would otherwise misjudge. */
   sendRefreshes(items: { key: string; timeout: number }[]): void {
-    if (this.transport.congested?.() === true) {
-      // held with the changes instead: the upsert the drain sends carries the remaining timeout as it is then
-      for (const r of items) this.changed(r.key);
-      return;
-    }
     for (let i = 0; i < items.length; i += this.perFrame) {
+      if (this.transport.congested?.() === true) {
+        // held with the changes instead: the upsert the drain sends carries the remaining timeout as it is then
+        for (let j = i; j < items.length; j++) this.changed(items[j]!.key);
+        return;
+      }
       const chunk = items.slice(i, i + this.perFrame);
       // logged with their keys: if the frame is lost in a cut, resume re-sends these entries' current state
       this.sendSequenced({ refresh: { items: chunk.map((r) => refreshToWire(keyOf(r.key), r.timeout)) } }, chunk.map((r) => r.key));
@@ -528,6 +538,13 @@ export class SyncEngine {
   /** Clock time flush() began holding changes for a congested link; -1 while it is not. */
   private heldAt = -1;
   private needFullBulk = false;
+
+  /** flush() found the link congested: changes wait, coalescing, for its drain. */
+  private startHold(): void {
+    if (this.heldAt >= 0) return;
+    this.heldAt = this.clock.now();
+    this.counters.holds++;
+  }
 
   /** A hold ends (the link drained): one log line if it lasted long enough for an operator to notice. */
   private endHold(): void {

@@ -2,7 +2,7 @@
 // local table, a SyncEngine and a RedisTransport each) that compare what a reader holds with the writer's table.
 import pino from 'pino';
 import { RedisTransport, type RedisConnectOptions, type RedisTransportOptions, type RedisTransportStats } from '../../src/transport/redis/index.js';
-import { SyncEngine } from '../../src/sync/engine.js';
+import { SyncEngine, type SyncOptions } from '../../src/sync/engine.js';
 import { LocalTable, rebornOf } from '../../src/state/local-table.js';
 import { systemClock } from '../../src/state/clock.js';
 import { toSyncedFlow } from '../../src/wire/entry.js';
@@ -83,12 +83,12 @@ export function syncNodes(redis: () => RedisConnectOptions) {
     fresh(): void {
       clusterId = `sync${++cluster}`;
     },
-    async node(id: string, peers: string[], extra: Partial<RedisTransportOptions> = {}, local = new LocalTable({ clock: systemClock })): Promise<SyncNode> {
+    async node(id: string, peers: string[], extra: Partial<RedisTransportOptions> = {}, local = new LocalTable({ clock: systemClock }), sync: Partial<SyncOptions> = {}): Promise<SyncNode> {
       const transport = new RedisTransport(
         { nodeId: id, clusterId, peers, ...FAST_REDIS, logger: log.child({ node: id }), ...extra, redis: { ...FAST_REDIS.redis, ...ACL, ...redis() } },
         { macKey: MAC },
       );
-      const engine = new SyncEngine({ nodeId: id, clusterId, coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 0, maxFrameBytes: 4 << 20, entriesPerFrame: 50, macKey: MAC }, local, transport, systemClock, log.child({ node: id }));
+      const engine = new SyncEngine({ nodeId: id, clusterId, coalesceMs: 1, digestIntervalMs: 0, heartbeatMs: 0, maxFrameBytes: 4 << 20, entriesPerFrame: 50, macKey: MAC, ...sync }, local, transport, systemClock, log.child({ node: id }));
       engine.start();
       await transport.start();
       const n: SyncNode = {

@@ -132,6 +132,46 @@ describe('sync engine', () => {
     expect(A.engine.counters.deletesOut - before.deletesOut).toBe(3); // 0, 3, 101
   });
 
+  test('a flush or a refresh batch bigger than what the link has left stops once it turns congested; the rest waits, coalesced', async () => {
+    // 4 KiB before backpressure: one frame of 500 entries passes it, and the memory link is congested from then on
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'], highWaterMarkBytes: 4 << 10 });
+    const A = node('fw1', a);
+    const B = node('fw2', b);
+    await a.start();
+    await b.start();
+    for (let i = 0; i < 6000; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    // the start's bulk (which these flows may have joined) is over, everything acked, the link drained
+    await until(() => A.engine.status()[0].state === 'in_sync' && A.engine.status()[0].unackedFrames === 0 && !a.congested(), 'in sync');
+    const before = { ...A.engine.counters };
+    for (let i = 0; i < 5000; i++) A.event('update', tcp(i, TcpState.Established, { mark: 7 }));
+    for (let i = 5000; i < 6000; i++) A.event('destroy', tcp(i));
+    A.engine.flush(); // one flush of 6000 changes, as a burst between two checks would give
+    const sent = A.engine.counters.entriesOut - before.entriesOut;
+    expect(sent).toBe(500); // one frame, then the link was congested
+    expect(A.engine.counters.deletesOut).toBe(before.deletesOut);
+    expect(A.engine.counters.holds - before.holds).toBe(1);
+    expect(A.engine.pending().changes).toBe(6000 - sent);
+    // changes during the hold join it: flow 0 (sent already) and flow 4999 (held) change again
+    A.event('update', tcp(0, TcpState.Established, { mark: 8 }));
+    A.event('update', tcp(4999, TcpState.Established, { mark: 8 }));
+    expect(A.engine.pending().changes).toBe(6000 - sent + 1);
+    await until(converged(A, B, 'fw1'), 'convergence');
+    expectConverged(A, B, 'fw1');
+    expect(B.engine.peerTables().get('fw1')!.get(flowKey(tcp(4999)))!.mark).toBe(8);
+    expect(A.engine.pending()).toEqual({ changes: 0, heldMs: 0 });
+    expect(A.engine.counters.entriesOut - before.entriesOut).toBe(5001); // each flow once, flow 0 twice
+    expect(A.engine.counters.deletesOut - before.deletesOut).toBe(1000);
+    // a batch of timeout refreshes too: one frame, then the rest joins the changes (upserts, as held refreshes do)
+    await until(() => !a.congested(), 'drained again');
+    const mid = { ...A.engine.counters };
+    A.engine.sendRefreshes(Array.from({ length: 3000 }, (_, i) => ({ key: flowKey(tcp(i)), timeout: 1800 })));
+    expect(A.engine.counters.refreshesOut - mid.refreshesOut).toBe(500);
+    expect(A.engine.pending().changes).toBe(2500);
+    await until(() => A.engine.pending().changes === 0 && converged(A, B, 'fw1')(), 'held refreshes sent');
+    expect(A.engine.counters.entriesOut - mid.entriesOut).toBe(2500);
+  });
+
   test('a link cut during churn resumes without a full bulk and converges', async () => {
     const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
     const A = node('fw1', a);
