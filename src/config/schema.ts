@@ -1,6 +1,8 @@
 // Every configuration key of the daemon, its type, its default and why: the one place options are defined.
 // Load → validate (every bad key named) → cross-check → freeze happens in load.ts.
 
+import { REDIS_HIGH_WATER_BYTES } from '../transport/redis/options.js';
+
 export type KeyType = 'string' | 'int' | 'bool' | 'string[]' | 'duration' | 'size' | 'peers';
 
 export interface KeySpec {
@@ -70,7 +72,7 @@ export const SCHEMA = {
   'redis.tls.servername': { type: 'string', doc: 'Name expected in the server certificate, when it differs from the address.' },
   'redis.peers': { type: 'string[]', default: [], doc: 'Node ids whose streams this node reads; empty = the ids of `peers`.' },
   'redis.maxLen': { type: 'int', default: 100000, doc: 'Approximate length cap of this node\'s stream (XADD MAXLEN ~). A reader further behind reloads the snapshot (a full resync), so shorter costs memory less and resyncs more.', check: range(10, 1e9) },
-  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back.' },
+  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back. More than 8MiB, where the buffer reports backpressure.', check: (v) => ((v as number) > REDIS_HIGH_WATER_BYTES ? undefined : 'must be more than 8MiB (8388608), where the send buffer reports backpressure') },
 
   'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms).' },
   'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms).' },

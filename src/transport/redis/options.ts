@@ -36,6 +36,9 @@ export interface RedisConnectOptions {
   connectTimeoutMs?: number;
 }
 
+/** Default backpressure point of the send buffer; redis.maxBuffer must exceed it (the config says so by name). */
+export const REDIS_HIGH_WATER_BYTES = 8 << 20;
+
 export interface RedisTransportOptions {
   /** This node's id: it writes `{ctsync:<cluster>:<nodeId>}:stream`. Required. */
   nodeId: string;
@@ -93,7 +96,7 @@ export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOpti
   const heartbeatMs = o.heartbeatMs ?? 500;
   const deadAfterMs = o.deadAfterMs ?? 2000;
   if (deadAfterMs < 2 * heartbeatMs) problems.push(`deadAfterMs (${deadAfterMs}) must be at least 2 × heartbeatMs (${heartbeatMs})`);
-  const highWaterMarkBytes = o.highWaterMarkBytes ?? 8 << 20;
+  const highWaterMarkBytes = o.highWaterMarkBytes ?? REDIS_HIGH_WATER_BYTES;
   const maxBufferBytes = o.maxBufferBytes ?? 64 << 20;
   if (maxBufferBytes <= highWaterMarkBytes) problems.push('maxBufferBytes must exceed highWaterMarkBytes');
   const maxLen = o.maxLen ?? 100_000;

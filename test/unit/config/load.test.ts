@@ -53,6 +53,11 @@ describe('config', () => {
     expect(problems({ nodeId: 'a', sync: { quiet: '6ms' } })).toEqual(['sync.quiet: must be at most 5ms (the event reader blocks for it) (got "6ms")']);
   });
 
+  test('redis.maxBuffer must exceed the send buffer\'s backpressure point, 8MiB', () => {
+    expect(problems({ nodeId: 'a', redis: { maxBuffer: '8MiB' } })).toEqual(['redis.maxBuffer: must be more than 8MiB (8388608), where the send buffer reports backpressure (got "8MiB")']);
+    expect(problems({ nodeId: 'a', redis: { maxBuffer: '9MiB' } })).toEqual([]);
+  });
+
   test('cross-field checks', () => {
     const p = problems({ nodeId: 'fw1', peers: [{ id: 'fw1', addresses: ['x:1'] }], link: { heartbeat: 3000, deadAfter: 1000 }, security: { mode: 'cert' }, sync: { acceptCidrs: ['10.0.0.0/33'], zones: ['70000'] } });
     expect(p).toContain("peers: lists this node's own nodeId 'fw1'");
