@@ -82,8 +82,8 @@ export interface Transport {
   /** Every peer that reported backpressure has drained below its high-water mark. */
   onDrain: () => void;
   /**
-   * The link is far behind, not just past its high-water mark (TCP: a peer with a quarter of its queue cap queued;
-   * Redis: a quarter of its send buffer, in an outage too); onDrain follows. The sync layer then holds new changes,
+   * The link is far behind, not just past its high-water mark (TCP: every up peer with a quarter of its queue cap
+   * queued; Redis: a quarter of its send buffer, in an outage too); onDrain follows. The sync layer then holds new changes,
    * coalescing them, instead of queueing frames towards the cap. Optional: a transport without it is never congested.
    */
   congested?(): boolean;

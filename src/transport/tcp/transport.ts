@@ -290,12 +290,19 @@ export class TcpTransport implements Transport {
     return ok;
   }
 
+  /**
+   * Every up peer has a quarter of its cap queued. One slow peer among others does not hold changes up for all: it
+   * reaches its cap, loses its link and resumes when it is back, while the rest keep up.
+   */
   congested(): boolean {
+    let up = false;
     for (const p of this.peers.values()) {
       const c = p.conn;
-      if (c?.up && !c.closed && c.socket.writableLength > this.opts.maxQueuedBytes / 4) return true;
+      if (!c?.up || c.closed) continue;
+      if (c.socket.writableLength <= this.opts.maxQueuedBytes / 4) return false;
+      up = true;
     }
-    return false;
+    return up;
   }
 
   stats(): TransportStats {
