@@ -70,8 +70,9 @@ export interface TcpTransportOptions {
   maxFrameBytes?: number;
   /**
    * Per-peer hard cap on bytes queued in the socket. A frame that would pass it is not sent and the connection is
-   * dropped (`queue_full`), so the peer never gets frames after a lost one on the same connection. Past a quarter
-   * of it the link reports itself congested (the sync layer holds new changes until it drains). Default 64 MiB.
+   * dropped (`queue_full`), so the peer never gets frames after a lost one on the same connection. Once every up
+   * peer is past a quarter of it the link reports itself congested (the sync layer holds new changes until it
+   * drains). Default 64 MiB.
    */
   maxQueuedBytes?: number;
   /** pino logger; the transport makes children per peer. Default: a silent logger. */
