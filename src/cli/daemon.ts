@@ -30,19 +30,23 @@ export const daemonCommand: CommandModule = {
       throw err;
     }
     const log = createLogger(cfg.log.level, cfg.nodeId);
-    const daemon = new Daemon(cfg, log);
+    let daemon: Daemon | undefined;
     try {
+      daemon = new Daemon(cfg, log);
       await daemon.start();
     } catch (err) {
       log.fatal({ err }, 'startup failed');
-      await daemon.stop().catch(() => {});
+      await daemon?.stop().catch(() => {});
       const e = err as Error & { code?: string };
-      throw new CliError(`startup failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, Exit.Failure);
+      // the config check should catch every bad value first; one a lower layer still refuses is a config error too
+      const exit = e.code === 'CTS_ERR_CONFIG_INVALID' ? Exit.Config : Exit.Failure;
+      throw new CliError(`startup failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, exit);
     }
+    const running = daemon;
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
         log.info({ signal: sig }, 'stopping');
-        void daemon.stop().finally(resolve);
+        void running.stop().finally(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

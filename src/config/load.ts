@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { SCHEMA, type KeySpec } from './schema.js';
+import { ID_RE, ID_RULE, parseHostPort } from '../transport/types.js';
 
 export interface PeerConfig {
   id: string;
@@ -59,6 +60,8 @@ export class ConfigError extends Error {
 }
 
 const UNITS_MS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** The longest timer Node.js arms (2^31-1 ms, 596 h); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 0x7fffffff;
 const UNITS_B: Record<string, number> = { '': 1, k: 1 << 10, kib: 1 << 10, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
 
 function coerce(spec: KeySpec, v: unknown): { value?: unknown; problem?: string } {
@@ -72,15 +75,16 @@ function coerce(spec: KeySpec, v: unknown): { value?: unknown; problem?: string 
     case 'int':
       return Number.isInteger(v) ? { value: v } : { problem: 'must be an integer' };
     case 'duration': {
-      if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return { value: v };
       const m = /^(\d+(?:\.\d+)?)\s*(us|ms|s|m|h)$/.exec(String(v));
-      return m ? { value: Number(m[1]) * UNITS_MS[m[2]] } : { problem: 'must be milliseconds or a duration like 200us, 500ms, 5s, 2m' };
+      const ms = typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : m ? Number(m[1]) * UNITS_MS[m[2]] : undefined;
+      if (ms === undefined) return { problem: 'must be milliseconds or a duration like 200us, 500ms, 5s, 2m' };
+      return ms <= MAX_TIMER_MS ? { value: ms } : { problem: 'must be at most 596h (2147483647 ms, the longest timer)' };
     }
     case 'size': {
-      if (typeof v === 'number' && Number.isInteger(v) && v > 0) return { value: v };
       const m = /^(\d+)\s*([a-z]*)$/i.exec(String(v));
       const unit = m?.[2].toLowerCase();
-      return m && unit !== undefined && unit in UNITS_B ? { value: Number(m[1]) * UNITS_B[unit] } : { problem: 'must be bytes or a size like 64MiB' };
+      const bytes = typeof v === 'number' && Number.isInteger(v) ? v : m && unit !== undefined && unit in UNITS_B ? Number(m[1]) * UNITS_B[unit] : undefined;
+      return bytes !== undefined && bytes > 0 ? { value: bytes } : { problem: 'must be bytes or a size like 64MiB, more than 0' };
     }
     case 'string[]':
       if (typeof v === 'string') return { value: v.split(',').map((s) => s.trim()).filter(Boolean) };
@@ -135,14 +139,21 @@ function crossCheck(c: Config, problems: string[]): void {
   if (c.peers.some((p) => p.id === c.nodeId)) problems.push(`peers: lists this node's own nodeId '${c.nodeId}'`);
   const ids = c.peers.map((p) => p.id);
   if (new Set(ids).size !== ids.length) problems.push('peers: the same id appears twice');
-  for (const p of c.peers) for (const a of p.addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`peers: '${a}' of ${p.id} must be HOST:PORT`);
+  for (const p of c.peers) {
+    if (!ID_RE.test(p.id)) problems.push(`peers: id '${p.id}' must be ${ID_RULE}`);
+    for (const a of p.addresses) if (!parseHostPort(a)) problems.push(`peers: '${a}' of ${p.id} must be HOST:PORT (port 1-65535)`);
+  }
   for (const key of ['acceptCidrs', 'ignoreCidrs'] as const) for (const cidr of c.sync[key]) {
     const p = cidrProblem(cidr);
     if (p) problems.push(`sync.${key}: ${p}`);
   }
   for (const z of c.sync.zones) if (!/^\d+$/.test(z) || Number(z) > 0xffff) problems.push(`sync.zones: '${z}' must be a zone number 0..65535`);
-  for (const m of c.sync.marks) if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
-  if (c.link.deadAfter <= c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be longer than link.heartbeat (${c.link.heartbeat} ms)`);
+  for (const m of c.sync.marks) {
+    if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
+    else if (m.split('/').some((x) => Number(x) > 0xffffffff)) problems.push(`sync.marks: '${m}' does not fit the 32-bit mark`);
+  }
+  if (c.link.deadAfter < 2 * c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be at least twice link.heartbeat (${c.link.heartbeat} ms), or one late heartbeat drops the link`);
+  if (c.metrics.listen !== '' && c.metrics.listen === c.listen) problems.push(`metrics.listen: '${c.metrics.listen}' is also the peer link's listen address`);
   if (c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
   if (c.transport !== 'tcp') {
     const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
@@ -150,7 +161,8 @@ function crossCheck(c: Config, problems: string[]): void {
     if (ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
     if (c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
     if (c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
-    for (const a of c.redis.addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT`);
+    for (const a of c.redis.addresses) if (!parseHostPort(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT (port 1-65535)`);
+    for (const p of c.redis.peers) if (!ID_RE.test(p)) problems.push(`redis.peers: '${p}' must be ${ID_RULE}`);
   }
   if (c.security.mode === 'cert') for (const k of ['ca', 'cert', 'key'] as const) if (!c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
 }

@@ -2,6 +2,7 @@
 // Load → validate (every bad key named) → cross-check → freeze happens in load.ts.
 
 import { REDIS_HIGH_WATER_BYTES } from '../transport/redis/options.js';
+import { ID_RE, ID_RULE, parseHostPort } from '../transport/types.js';
 
 export type KeyType = 'string' | 'int' | 'bool' | 'string[]' | 'duration' | 'size' | 'peers';
 
@@ -19,7 +20,14 @@ const oneOf =
   (...allowed: string[]) =>
   (v: unknown) =>
     allowed.includes(v as string) ? undefined : `must be one of ${allowed.join(', ')}`;
-const hostPort = (v: unknown) => (/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(String(v)) ? undefined : 'must be HOST:PORT ([v6addr]:PORT for IPv6)');
+const hostPort = (v: unknown) => (parseHostPort(String(v)) ? undefined : 'must be HOST:PORT ([v6addr]:PORT for IPv6), port 1-65535');
+const id = (v: unknown) => (ID_RE.test(String(v)) ? undefined : `must be ${ID_RULE}`);
+/** A whole number of ms, at least `min` ms. */
+const wholeMs = (min: number) => (v: unknown) => (Number.isInteger(v) && (v as number) >= min ? undefined : `must be a whole number of ms, at least ${min}ms`);
+/** 0 (off) or at least `min` ms. */
+const offOrAtLeast = (min: number, unit: string) => (v: unknown) => (v === 0 || (v as number) >= min ? undefined : `must be 0 (off) or at least ${unit}`);
+/** sun_path holds 108 bytes with the terminating NUL. */
+const socketPath = (v: unknown) => (Buffer.byteLength(String(v)) <= 107 ? undefined : 'must be at most 107 bytes (a UNIX socket path)');
 const range = (lo: number, hi: number) => (v: unknown) => ((v as number) >= lo && (v as number) <= hi ? undefined : `must be between ${lo} and ${hi}`);
 
 export const PROTOCOLS = ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'];
@@ -27,8 +35,8 @@ export const TCP_STATE_NAMES = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT
 
 /** Dotted key → spec. The YAML nests by the dots (`sync.protocols` is `sync: { protocols: [...] }`). */
 export const SCHEMA = {
-  nodeId: { type: 'string', doc: 'This node\'s unique name in the cluster (hostname-like).', flag: 'node-id', check: (v) => (/^[A-Za-z0-9._-]{1,64}$/.test(String(v)) ? undefined : 'must be 1-64 of A-Z a-z 0-9 . _ -') },
-  clusterId: { type: 'string', default: 'ctsync', doc: 'Name shared by every node of one cluster; a peer with another is refused.', flag: 'cluster-id' },
+  nodeId: { type: 'string', doc: 'This node\'s unique name in the cluster (hostname-like).', flag: 'node-id', check: id },
+  clusterId: { type: 'string', default: 'ctsync', doc: 'Name shared by every node of one cluster; a peer with another is refused.', flag: 'cluster-id', check: id },
   listen: { type: 'string', default: '0.0.0.0:3780', doc: 'Address of the peer link listener.', flag: 'listen', check: hostPort },
   peers: { type: 'peers', default: [], doc: 'The other nodes: [{ id, addresses: [HOST:PORT, ...] }]; the first address is the dedicated sync link, the rest are fallbacks.', flag: 'peer' },
 
@@ -38,12 +46,12 @@ export const SCHEMA = {
   'security.cert': { type: 'string', doc: 'cert mode: this node\'s certificate.' },
   'security.key': { type: 'string', doc: 'cert mode: this node\'s private key.' },
 
-  'control.socket': { type: 'string', default: '/run/ctsync/ctsync.sock', doc: 'UNIX socket of `ctsync stats`, `dump`, `commit`...; created mode 0600 (root only).', flag: 'control-socket' },
-  'metrics.listen': { type: 'string', default: '127.0.0.1:9779', doc: 'Prometheus metrics address (loopback by default); empty string disables.' },
+  'control.socket': { type: 'string', default: '/run/ctsync/ctsync.sock', doc: 'UNIX socket of `ctsync stats`, `dump`, `commit`...; created mode 0600 (root only).', flag: 'control-socket', check: socketPath },
+  'metrics.listen': { type: 'string', default: '127.0.0.1:9779', doc: 'Prometheus metrics address (loopback by default); empty string disables.', check: (v) => (v === '' ? undefined : hostPort(v)) },
   'log.level': { type: 'string', default: 'info', doc: 'pino level: debug, info, warn, error.', check: oneOf('trace', 'debug', 'info', 'warn', 'error', 'fatal') },
 
   'kernel.netns': { type: 'string', doc: 'Network namespace whose conntrack table is synced (default: the daemon\'s own).', flag: 'netns' },
-  'kernel.eventBuffer': { type: 'size', default: 64 << 20, doc: 'Event socket receive buffer (bytes; set with SO_RCVBUFFORCE). 64 MiB holds ~50k TCP events: 0.5 s at the kernel\'s top rate.' },
+  'kernel.eventBuffer': { type: 'size', default: 64 << 20, doc: 'Event socket receive buffer (bytes; set with SO_RCVBUFFORCE). 64 MiB holds ~50k TCP events: 0.5 s at the kernel\'s top rate.', check: range(1, 0x7fffffff) },
   'kernel.resyncOnOverrun': { type: 'bool', default: true, doc: 'After lost events, dump the table and diff (the only cure; see DOMAIN.md).' },
 
   'sync.protocols': { type: 'string[]', default: ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'], doc: 'L4 protocols to sync. Fewer protocols, less traffic; an unsynced protocol\'s flows die at failover.', check: (v) => ((v as string[]).every((p) => PROTOCOLS.includes(p)) ? undefined : `entries must be among ${PROTOCOLS.join(', ')}`) },
@@ -54,8 +62,8 @@ export const SCHEMA = {
   'sync.marks': { type: 'string[]', default: [], doc: 'If not empty, only flows whose mark matches one of VALUE or VALUE/MASK (hex or decimal).' },
   'sync.connectionless': { type: 'bool', default: true, doc: 'Sync UDP/ICMP/GRE flows. Off saves most of the traffic on DNS-heavy firewalls; their replies are dropped after failover until re-created.' },
   'sync.minAge': { type: 'duration', default: 0, doc: 'Sync a flow only once it is this old (ms; FortiGate\'s session-pickup-delay). Short-lived flows cost nothing, but a flow younger than this dies at failover.' },
-  'sync.refreshInterval': { type: 'duration', default: 30000, doc: 'How often the active re-reads remaining timeouts (a dump) and sends compact refreshes; the kernel never reports timeout refreshes.' },
-  'sync.digestInterval': { type: 'duration', default: 60000, doc: 'How often peers compare table digests (anti-entropy) and repair what differs.' },
+  'sync.refreshInterval': { type: 'duration', default: 30000, doc: 'How often the active re-reads remaining timeouts (a dump) and sends compact refreshes; the kernel never reports timeout refreshes. 0: never; otherwise at least 1s.', check: offOrAtLeast(1000, '1s') },
+  'sync.digestInterval': { type: 'duration', default: 60000, doc: 'How often peers compare table digests (anti-entropy) and repair what differs. 0: never; otherwise at least 1s.', check: offOrAtLeast(1000, '1s') },
   'sync.coalesce': { type: 'duration', default: 20, doc: 'Longest time (ms) a change waits to be batched into one frame; a batch goes out sooner when it fills a frame, or when kernel events pause for sync.quiet after a burst. After a lone change (which goes at once) the event reader lets the next ones queue in the kernel this long and reads them as one batch, so a trickle costs a frame and a wake-up per coalesce interval, not per change; a trickle\'s changes thus reach the standby up to this much later (the reader waits at most 100 ms; pfsync waits up to 1 s).' },
   'sync.quiet': { type: 'duration', default: 0.2, doc: 'A burst of kernel events has ended once none came for this long (ms; 0.2 = 200us); the pending batch goes out then. The event reader waits for it in the kernel, so shorter = the end of a burst reaches the standby sooner, longer = fewer, fuller frames while events trickle. At most 5 ms; 0: off (a batch goes out after 1 ms without changes).', check: (v) => ((v as number) <= 5 ? undefined : 'must be at most 5ms (the event reader blocks for it)') },
 
@@ -65,7 +73,7 @@ export const SCHEMA = {
   'redis.name': { type: 'string', doc: 'sentinel mode: name of the monitored master.' },
   'redis.username': { type: 'string', doc: 'ACL user. Grant it only the cluster\'s keys: `~{ctsync:CLUSTER:* +@read +@write +@stream +@hash +@transaction +@connection -@dangerous +info +cluster|slots +cluster|info` (INFO: the client\'s ready check; CLUSTER SLOTS / INFO: cluster mode).' },
   'redis.passwordFile': { type: 'string', doc: 'File holding the ACL password (kept out of the config).' },
-  'redis.db': { type: 'int', default: 0, doc: 'Database number (single and sentinel; a Cluster has only 0).' },
+  'redis.db': { type: 'int', default: 0, doc: 'Database number (single and sentinel; a Cluster has only 0).', check: range(0, 0x7fffffff) },
   'redis.tls.ca': { type: 'string', doc: 'Use TLS to Redis (and sentinels), verifying the server with this CA bundle.' },
   'redis.tls.cert': { type: 'string', doc: 'TLS client certificate, when Redis requires one (tls-auth-clients).' },
   'redis.tls.key': { type: 'string', doc: 'Private key of redis.tls.cert.' },
@@ -74,9 +82,9 @@ export const SCHEMA = {
   'redis.maxLen': { type: 'int', default: 100000, doc: 'Approximate length cap of this node\'s stream (XADD MAXLEN ~). A reader further behind reloads the snapshot (a full resync), so shorter costs memory less and resyncs more.', check: range(10, 1e9) },
   'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back. More than 8MiB, where the buffer reports backpressure.', check: (v) => ((v as number) > REDIS_HIGH_WATER_BYTES ? undefined : 'must be more than 8MiB (8388608), where the send buffer reports backpressure') },
 
-  'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms).' },
-  'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms).' },
-  'link.maxFrame': { type: 'size', default: 4 << 20, doc: 'Largest frame accepted from a peer (bytes).' },
+  'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms; at least 10ms).', check: wholeMs(10) },
+  'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms; at least twice link.heartbeat, or one late heartbeat drops the link).', check: wholeMs(20) },
+  'link.maxFrame': { type: 'size', default: 4 << 20, doc: 'Largest frame sent to or accepted from a peer (bytes; at least 1MiB: a frame holds up to 1000 entries, and one larger than this is dropped).', check: range(1 << 20, 0x7fffffff) },
 
   'commit.liberal': { type: 'bool', default: true, doc: 'Set BE_LIBERAL on committed TCP flows so mid-window packets after takeover are not INVALID. false = strict window tracking with window scale.' },
   'commit.warm': { type: 'bool', default: false, doc: 'Warm standby: while not MASTER, write what the peers send into this kernel as it arrives (a round a second), so a takeover writes only what changed since the last round. Costs continuous kernel writes and a kernel table holding the peers\' flows on this node (size nf_conntrack_max for both); the flows stay inert until traffic arrives. Off: the whole copy is written at takeover (1M entries in about 3 s here).' },

@@ -68,8 +68,11 @@ export class Daemon {
       firstVersion: Date.now() * 1000,
       minAgeMs: cfg.sync.minAge,
     });
+    // Read here, so that a missing or weak key is reported under its config key name, not the transport's option.
     // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
-    const macKey = viaRedis && cfg.security.mode !== 'insecure' ? createMacKey(loadPsk(cfg.security.keyFile, 'security.keyFile')) : undefined;
+    const key = viaRedis ? cfg.security.mode !== 'insecure' : cfg.security.mode === 'psk';
+    const psk = key ? loadPsk(cfg.security.keyFile, 'security.keyFile') : undefined;
+    const macKey = viaRedis && psk ? createMacKey(psk) : undefined;
     const kinds = cfg.transport === 'both' ? (['tcp', 'redis'] as const) : [cfg.transport];
     const paths = kinds.map((kind) => {
       const transport = kind === 'redis' ? redisTransport(cfg, log, macKey) : tcpTransport(cfg, log);

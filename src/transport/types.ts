@@ -125,6 +125,19 @@ export const systemClock: Clock = {
   clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
 };
 
+/** Node ids and cluster ids travel in hellos, logs, certificate names and Redis key tags: a safe alphabet. */
+export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const ID_RULE = '1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit';
+
+/** Parses `host:port` / `[v6]:port` with a port of 1-65535; null when malformed. */
+export function parseHostPort(text: string): { host: string; port: number } | null {
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(text);
+  if (!m) return null;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return null;
+  return { host: m[1]!, port };
+}
+
 /** Increments a by-reason counter. */
 export function countReason(counters: Record<string, number>, reason: string, n = 1): void {
   counters[reason] = (counters[reason] ?? 0) + n;

@@ -6,7 +6,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { backoffDelay } from '../tcp/backoff.js';
-import { TransportError } from '../types.js';
+import { ID_RE, ID_RULE, TransportError, parseHostPort } from '../types.js';
 
 /** Where Redis is and how to reach it. */
 export interface RedisConnectOptions {
@@ -73,23 +73,22 @@ export type ResolvedRedisOptions = Required<Omit<RedisTransportOptions, 'logger'
   logger?: Logger;
 };
 
-const ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** Applies defaults and checks every key; throws one TransportError naming every bad one. */
 export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOptions {
   const problems: string[] = [];
-  if (!ID.test(o.nodeId ?? '')) problems.push('nodeId must be 1-64 of A-Z a-z 0-9 . _ -');
-  if (!o.clusterId || /[{}]/.test(o.clusterId)) problems.push('clusterId must be a non-empty string without { }');
+  if (!ID_RE.test(o.nodeId ?? '')) problems.push(`nodeId must be ${ID_RULE}`);
+  if (!ID_RE.test(o.clusterId ?? '')) problems.push(`clusterId must be ${ID_RULE}`);
   if (!Array.isArray(o.peers) || !o.peers.length) problems.push('redis.peers (or peers) must list at least one other node id');
   else {
-    for (const p of o.peers) if (!ID.test(p)) problems.push(`peer '${p}' must be 1-64 of A-Z a-z 0-9 . _ -`);
+    for (const p of o.peers) if (!ID_RE.test(p)) problems.push(`peer '${p}' must be ${ID_RULE}`);
     if (o.peers.includes(o.nodeId)) problems.push(`peers lists this node's own id '${o.nodeId}'`);
   }
   const r = o.redis ?? {};
   const mode = r.mode ?? 'single';
   if (!['single', 'sentinel', 'cluster'].includes(mode)) problems.push('redis.mode must be single, sentinel or cluster');
   const addresses = r.addresses?.length ? r.addresses : ['127.0.0.1:6379'];
-  for (const a of addresses) if (!/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT`);
+  for (const a of addresses) if (!parseHostPort(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT (port 1-65535)`);
   if (mode === 'sentinel' && !r.name) problems.push('redis.name is required in sentinel mode (the master name the sentinels monitor)');
   if (mode === 'cluster' && r.db) problems.push('redis.db must be 0 in cluster mode');
   if (r.password && r.passwordFile) problems.push('redis.password and redis.passwordFile: set only one');

@@ -3,7 +3,7 @@
 
 import { readFileSync, statSync } from 'node:fs';
 import type { Logger } from 'pino';
-import { TransportError, type Clock } from '../types.js';
+import { ID_RE, TransportError, parseHostPort, type Clock } from '../types.js';
 import type { BackoffOptions } from './backoff.js';
 
 export interface TcpPeerOptions {
@@ -120,17 +120,6 @@ export const TCP_DEFAULTS = Object.freeze({
   maxQueuedBytes: 64 * 1024 * 1024,
 });
 
-/** Node ids and cluster ids travel in hellos, logs and certificate names: keep them to a safe alphabet. */
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
-
-/** Parses `host:port` / `[v6]:port`; null when malformed. */
-export function parseHostPort(text: string): { host: string; port: number } | null {
-  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]\s]+):(\d{1,5})$/.exec(text);
-  if (!m) return null;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return null;
-  return { host: m[1]!, port };
-}
 
 /** Validates and fills defaults. Throws one CTS_ERR_CONFIG_INVALID naming every bad key. */
 export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {

@@ -58,6 +58,38 @@ describe('config', () => {
     expect(problems({ nodeId: 'a', redis: { maxBuffer: '9MiB' } })).toEqual([]);
   });
 
+  test('values a lower layer would refuse, or turn into something else, are refused here, by key', () => {
+    const p = problems({
+      nodeId: '-fw1',
+      clusterId: 'my cluster',
+      listen: '127.0.0.1:99999',
+      peers: [{ id: 'fw 2', addresses: ['127.0.0.1:0'] }],
+      control: { socket: `/run/${'x'.repeat(110)}.sock` },
+      metrics: { listen: 'nowhere' },
+      kernel: { eventBuffer: '0' },
+      sync: { refreshInterval: '1000h', digestInterval: '10ms' },
+      link: { heartbeat: 500.5, maxFrame: '64KiB' },
+      redis: { db: -1 },
+      ha: { purgeAfter: '597h' },
+    });
+    const keys = p.map((s) => s.slice(0, s.indexOf(':')));
+    expect(keys.sort()).toEqual(['clusterId', 'control.socket', 'ha.purgeAfter', 'kernel.eventBuffer', 'link.heartbeat', 'link.maxFrame', 'listen', 'metrics.listen', 'nodeId', 'redis.db', 'sync.digestInterval', 'sync.refreshInterval']);
+    expect(p).toContain('sync.refreshInterval: must be at most 596h (2147483647 ms, the longest timer) (got "1000h")');
+    expect(p).toContain('link.heartbeat: must be a whole number of ms, at least 10ms (got 500.5)');
+    // the peers' ids and addresses, the marks and the heartbeat against the link-down time are checked together
+    const q = problems({ nodeId: 'fw1', peers: [{ id: 'fw 2', addresses: ['127.0.0.1:0'] }], sync: { marks: ['0x100000001'] }, link: { heartbeat: 500, deadAfter: 800 }, transport: 'both', redis: { peers: ['fw{3}'] } });
+    expect(q).toEqual([
+      "peers: id 'fw 2' must be 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+      "peers: '127.0.0.1:0' of fw 2 must be HOST:PORT (port 1-65535)",
+      "sync.marks: '0x100000001' does not fit the 32-bit mark",
+      'link.deadAfter (800 ms) must be at least twice link.heartbeat (500 ms), or one late heartbeat drops the link',
+      "redis.peers: 'fw{3}' must be 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+    ]);
+    expect(problems({ nodeId: 'fw1', listen: '127.0.0.1:3780', metrics: { listen: '127.0.0.1:3780' } })).toEqual(["metrics.listen: '127.0.0.1:3780' is also the peer link's listen address"]);
+    // the limits themselves pass
+    expect(problems({ nodeId: 'a'.repeat(63), control: { socket: `/${'x'.repeat(106)}` }, metrics: { listen: '' }, sync: { refreshInterval: 0, digestInterval: '1s' }, link: { heartbeat: '10ms', deadAfter: '20ms', maxFrame: '1MiB' }, ha: { purgeAfter: '596h' } })).toEqual([]);
+  });
+
   test('cross-field checks', () => {
     const p = problems({ nodeId: 'fw1', peers: [{ id: 'fw1', addresses: ['x:1'] }], link: { heartbeat: 3000, deadAfter: 1000 }, security: { mode: 'cert' }, sync: { acceptCidrs: ['10.0.0.0/33'], zones: ['70000'] } });
     expect(p).toContain("peers: lists this node's own nodeId 'fw1'");
