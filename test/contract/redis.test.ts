@@ -11,6 +11,7 @@ import { TcpState, type Flow } from '../../src/kernel/types.js';
 import { flowKey } from '../../src/state/key.js';
 import { runTransportContract } from './transport-contract.js';
 import { ACL, ACL_USERS, redisPair, same, syncNodes, tcpFlow, until } from './redis-fixtures.js';
+import { captureLogger } from '../unit/transport/log-capture.js';
 
 const missing = redisMissing();
 if (missing) console.warn(`[redis contract] not run: ${missing}`);
@@ -26,6 +27,18 @@ describe.skipIf(!!missing)('redis transport', () => {
   });
 
   runTransportContract('redis (single server, ACL user)', async () => redisPair({ addresses: [server!.address] }));
+
+  it('a database the server does not have is logged as an error, not only at debug level', async () => {
+    const cap = captureLogger('info');
+    const { a } = redisPair({ addresses: [server!.address], db: 99 }, { logger: cap.logger });
+    await a.start();
+    try {
+      await until('the refusal logged', () => cap.lines.some((l) => l.level === 50));
+      expect(cap.lines.find((l) => l.level === 50)).toMatchObject({ msg: 'redis refused a command setting up a connection: check redis.db and the ACL user', err: { message: 'ERR DB index is out of range' } });
+    } finally {
+      await a.stop();
+    }
+  });
 
   it('stops at once while redis is unreachable (its client is between retries)', async () => {
     const { a } = redisPair({ addresses: [`127.0.0.1:${await freeLoopbackPort()}`] });

@@ -185,7 +185,7 @@ export class RedisTransport implements Transport {
     this.main = main;
     main.on('ready', () => this.onReady());
     main.on('close', () => this.onConnLost('connection closed'));
-    main.on('error', (err: Error) => this.log?.debug({ err }, 'redis connection error'));
+    main.on('error', (err: Error) => this.connError(err));
     // A new incarnation starts from an empty snapshot; with a republishing upper layer it is incomplete until
     // that layer's first full bulk ends, so readers wait instead of loading half a table.
     this.enqueue({ n: 0, ops: { set: [], del: [], complete: !this.onResyncNeeded }, reset: true, incomplete: !!this.onResyncNeeded });
@@ -194,7 +194,7 @@ export class RedisTransport implements Transport {
       Object.assign(r, { cursor: '0-0', inc: '', n: 0, loaded: false, alive: false, suspended: false });
       this.setPeer(r, 'connecting', 'start');
       r.conn = createClient(this.o.redis, `ctsync:${this.o.nodeId}:read:${r.id}`);
-      r.conn.on('error', () => {});
+      r.conn.on('error', (err: Error) => this.connError(err));
     }
     main.connect().catch((err: Error) => this.log?.warn({ err }, 'redis: first connection attempt failed; retrying'));
     for (const r of this.readers.values()) {
@@ -313,6 +313,15 @@ export class RedisTransport implements Transport {
    * wait in the sync layer, one entry per flow however often it changes, instead of filling the buffer towards a
    * full resync. Only while a drain is owed, so that onDrain ends it.
    */
+  /**
+   * Connection errors come and go with outages: debug. A command Redis refuses while a connection is set up (the
+   * SELECT of redis.db, the AUTH of the ACL user) is a setting to fix; ioredis carries on without it (db 0).
+   */
+  private connError(err: Error): void {
+    if (err.name === 'ReplyError') this.log?.error({ err }, 'redis refused a command setting up a connection: check redis.db and the ACL user');
+    else this.log?.debug({ err }, 'redis connection error');
+  }
+
   congested(): boolean {
     return this.needDrain && this.queueBytes > Math.max(this.o.highWaterMarkBytes, this.o.maxBufferBytes / 4);
   }

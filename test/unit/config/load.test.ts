@@ -85,6 +85,7 @@ describe('config', () => {
       'link.deadAfter (800 ms) must be at least twice link.heartbeat (500 ms), or one late heartbeat drops the link',
       "redis.peers: 'fw{3}' must be 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
     ]);
+    expect(problems({ nodeId: 'fw1', sync: { protocols: [] } })).toEqual(['sync.protocols: must list one or more of tcp, udp, udplite, icmp, icmpv6, sctp, dccp, gre (got [])']);
     expect(problems({ nodeId: 'fw1', listen: '127.0.0.1:3780', metrics: { listen: '127.0.0.1:3780' } })).toEqual(["metrics.listen: '127.0.0.1:3780' is also the peer link's listen address"]);
     // the limits themselves pass
     expect(problems({ nodeId: 'a'.repeat(63), control: { socket: `/${'x'.repeat(106)}` }, metrics: { listen: '' }, sync: { refreshInterval: 0, digestInterval: '1s' }, link: { heartbeat: '10ms', deadAfter: '20ms', maxFrame: '1MiB' }, ha: { purgeAfter: '596h' } })).toEqual([]);
