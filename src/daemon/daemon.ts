@@ -70,8 +70,8 @@ export class Daemon {
     });
     // Read here, so that a missing or weak key is reported under its config key name, not the transport's option.
     // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
-    const key = viaRedis ? cfg.security.mode !== 'insecure' : cfg.security.mode === 'psk';
-    const psk = key ? loadPsk(cfg.security.keyFile, 'security.keyFile') : undefined;
+    const needKey = viaRedis ? cfg.security.mode !== 'insecure' : cfg.security.mode === 'psk';
+    const psk = needKey ? loadPsk(cfg.security.keyFile, 'security.keyFile') : undefined;
     const macKey = viaRedis && psk ? createMacKey(psk) : undefined;
     const kinds = cfg.transport === 'both' ? (['tcp', 'redis'] as const) : [cfg.transport];
     const paths = kinds.map((kind) => {

@@ -73,7 +73,6 @@ export type ResolvedRedisOptions = Required<Omit<RedisTransportOptions, 'logger'
   logger?: Logger;
 };
 
-
 /** Applies defaults and checks every key; throws one TransportError naming every bad one. */
 export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOptions {
   const problems: string[] = [];
