@@ -40,6 +40,7 @@ export function buildStats(d: Daemon): DaemonStats {
   const rs = d.mirror.events.sock.stats;
   const ms = d.mirror.stats;
   const engines = d.sync.paths.map((p) => p.engine);
+  const pending = engines.map((e) => e.pending());
   const sum = (f: (c: (typeof engines)[number]['counters']) => number) => engines.reduce((n, e) => n + f(e.counters), 0);
   const configured = new Set(d.cfg.peers.map((p) => p.id));
   const status = d.sync.status();
@@ -81,7 +82,7 @@ export function buildStats(d: Daemon): DaemonStats {
       framesOut: sum((c) => c.framesOut), framesIn: sum((c) => c.framesIn), entriesOut: sum((c) => c.entriesOut), entriesIn: sum((c) => c.entriesIn),
       deletesOut: sum((c) => c.deletesOut), refreshesOut: sum((c) => c.refreshesOut), bulks: sum((c) => c.bulks), resumes: sum((c) => c.resumes),
       digests: sum((c) => c.digests), divergentBuckets: sum((c) => c.divergentBuckets), lastSeq: d.sync.primary.lastSeq,
-      pending: engines.reduce((n, e) => n + e.pending().changes, 0), heldMs: Math.round(Math.max(...engines.map((e) => e.pending().heldMs))),
+      pending: pending.reduce((n, p) => n + p.changes, 0), heldMs: Math.round(Math.max(...pending.map((p) => p.heldMs))),
       holds: sum((c) => c.holds),
     },
     drops,

@@ -290,7 +290,7 @@ export class SyncEngine {
     // of queueing frames nobody reads yet (past the link's cap, TCP drops the link and Redis its frames, a full
     // resync); the drain sends them, each entry's state as it is then. Mere backpressure does not hold: it is sending.
     // A flush too big for what the link has left stops between two frames once it turns congested (sendCurrent)
-    if (this.transport.congested?.() === true) return this.startHold();
+    if (this.congested()) return this.startHold();
     if (this.heldAt >= 0) this.endHold();
     const t = this.local.table;
     const dels: string[] = [];
@@ -358,7 +358,7 @@ export class SyncEngine {
     const batch = this.batch;
     let frames = 0;
     const holdRest = (upFrom: number, delsFrom: number): boolean => {
-      if (!how.holdable || frames === 0 || this.transport.congested?.() !== true) return false;
+      if (!how.holdable || frames === 0 || !this.congested()) return false;
       for (let j = upFrom; j < upSlots.length; j++) this.queue(upSlots[j]!, how.reborn?.[j] === true);
       for (let j = delsFrom; j < dels.length; j++) this.dirty.set(dels[j]!, false);
       this.startHold();
@@ -422,7 +422,7 @@ export class SyncEngine {
   /** Remaining timeouts re-read from the kernel, for flows the standby would otherwise misjudge. */
   sendRefreshes(items: { key: string; timeout: number }[]): void {
     for (let i = 0; i < items.length; i += this.perFrame) {
-      if (this.transport.congested?.() === true) {
+      if (this.congested()) {
         // held with the changes instead: the upsert the drain sends carries the remaining timeout as it is then
         for (let j = i; j < items.length; j++) this.changed(items[j]!.key);
         return;
@@ -539,7 +539,12 @@ export class SyncEngine {
   private heldAt = -1;
   private needFullBulk = false;
 
-  /** flush() found the link congested: changes wait, coalescing, for its drain. */
+  /** The link is far behind (see Transport.congested): changes wait here instead of queueing towards its cap. */
+  private congested(): boolean {
+    return this.transport.congested?.() === true;
+  }
+
+  /** A flush found the link congested: changes wait, coalescing, for its drain. */
   private startHold(): void {
     if (this.heldAt >= 0) return;
     this.heldAt = this.clock.now();
@@ -588,8 +593,9 @@ export class SyncEngine {
 
   private housekeeping(): void {
     const now = this.clock.now();
-    // the drain ends a hold; this only makes sure nothing could ever keep one going once the link is not congested
-    if (this.heldAt >= 0 && this.transport.congested?.() !== true) this.flush();
+    // the drain ends a hold, but it waits for every peer: once one of several congested TCP peers is not (so the link
+    // is not), the hold ends here, within about a second
+    if (this.heldAt >= 0 && !this.congested()) this.flush();
     for (const r of this.rx.values()) r.table.expire(now);
     // acks let us forget what peers hold
     const acked = Math.min(...[...this.tx.values()].filter((t) => t.helloDone).map((t) => t.acked), this.seq);
