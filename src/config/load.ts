@@ -1,9 +1,8 @@
 // Config loading: YAML file + command-line overrides → validate every key → cross-check → a frozen Config.
 import { readFileSync } from 'node:fs';
-import { isIPv4, isIPv6 } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import type { CertNames } from '../transport/tcp/options.js';
 import { SCHEMA, type KeySpec } from './schema.js';
-import { ID_RE, ID_RULE, parseHostPort } from '../transport/types.js';
 
 export interface PeerConfig {
   id: string;
@@ -50,6 +49,11 @@ export interface Config {
   };
   commit: { liberal: boolean; labels: boolean; warm: boolean };
   ha: { purgeAfter: number; trackFile: string; maxLinkDown: number };
+}
+
+/** Certificate mode's three files, and the config keys an error about one of them names (for loadCerts). */
+export function certFiles(s: Config['security']): [CertNames, CertNames] {
+  return [{ caFile: s.ca!, certFile: s.cert!, keyFile: s.key! }, { caFile: 'security.ca', certFile: 'security.cert', keyFile: 'security.key' }];
 }
 
 export class ConfigError extends Error {
@@ -127,44 +131,27 @@ function flatten(o: Record<string, unknown>, prefix = '', out: Record<string, un
   return out;
 }
 
-function cidrProblem(c: string): string | undefined {
-  const [addr, len, ...rest] = c.split('/');
-  const bits = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
-  if (!bits || rest.length || (len !== undefined && !(/^\d+$/.test(len) && Number(len) <= bits))) return `'${c}' is not an address or CIDR`;
-  return undefined;
-}
-
-/** Check the keys against each other and against the file system. */
-function crossCheck(c: Config, problems: string[]): void {
-  if (c.peers.some((p) => p.id === c.nodeId)) problems.push(`peers: lists this node's own nodeId '${c.nodeId}'`);
-  const ids = c.peers.map((p) => p.id);
-  if (new Set(ids).size !== ids.length) problems.push('peers: the same id appears twice');
-  for (const p of c.peers) {
-    if (!ID_RE.test(p.id)) problems.push(`peers: id '${p.id}' must be ${ID_RULE}`);
-    for (const a of p.addresses) if (!parseHostPort(a)) problems.push(`peers: '${a}' of ${p.id} must be HOST:PORT (port 1-65535)`);
-  }
-  for (const key of ['acceptCidrs', 'ignoreCidrs'] as const) for (const cidr of c.sync[key]) {
-    const p = cidrProblem(cidr);
-    if (p) problems.push(`sync.${key}: ${p}`);
-  }
-  for (const z of c.sync.zones) if (!/^\d+$/.test(z) || Number(z) > 0xffff) problems.push(`sync.zones: '${z}' must be a zone number 0..65535`);
-  for (const m of c.sync.marks) {
-    if (!/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m)) problems.push(`sync.marks: '${m}' must be VALUE or VALUE/MASK`);
-    else if (m.split('/').some((x) => Number(x) > 0xffffffff)) problems.push(`sync.marks: '${m}' does not fit the 32-bit mark`);
-  }
-  if (c.link.deadAfter < 2 * c.link.heartbeat) problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be at least twice link.heartbeat (${c.link.heartbeat} ms), or one late heartbeat drops the link`);
-  if (c.metrics.listen !== '' && c.metrics.listen === c.listen) problems.push(`metrics.listen: '${c.metrics.listen}' is also the peer link's listen address`);
-  if (c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
-  if (c.transport !== 'tcp') {
+/**
+ * Check the keys against each other. Runs even when some keys are bad (they hold their defaults here), so one start
+ * names every problem; a check that involves a bad key is skipped, since that key's own problem is already named.
+ */
+function crossCheck(c: Config, problems: string[], bad: ReadonlySet<string>): void {
+  const ok = (...keys: string[]) => keys.every((k) => !bad.has(k));
+  if (ok('peers', 'nodeId') && c.peers.some((p) => p.id === c.nodeId)) problems.push(`peers: lists this node's own nodeId '${c.nodeId}'`);
+  if (ok('link.deadAfter', 'link.heartbeat') && c.link.deadAfter < 2 * c.link.heartbeat)
+    problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be at least twice link.heartbeat (${c.link.heartbeat} ms), or one late heartbeat drops the link`);
+  if (ok('metrics.listen', 'listen') && c.metrics.listen !== '' && c.metrics.listen === c.listen) problems.push(`metrics.listen: '${c.metrics.listen}' is also the peer link's listen address`);
+  if (!ok('transport')) return;
+  if (ok('peers') && c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
+  if (c.transport !== 'tcp' && ok('redis.peers', 'peers', 'nodeId')) {
     const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
     if (!ids.length) problems.push(`redis.peers: transport ${c.transport} needs the other nodes' ids (redis.peers, or peers)`);
     if (ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
-    if (c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
-    if (c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
-    for (const a of c.redis.addresses) if (!parseHostPort(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT (port 1-65535)`);
-    for (const p of c.redis.peers) if (!ID_RE.test(p)) problems.push(`redis.peers: '${p}' must be ${ID_RULE}`);
   }
-  if (c.security.mode === 'cert') for (const k of ['ca', 'cert', 'key'] as const) if (!c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
+  if (c.transport !== 'tcp' && ok('redis.mode', 'redis.name') && c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
+  if (c.transport !== 'tcp' && ok('redis.mode', 'redis.db') && c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
+  if (ok('security.mode') && c.security.mode === 'cert')
+    for (const k of ['ca', 'cert', 'key'] as const) if (ok(`security.${k}`) && !c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
 }
 
 /**
@@ -176,18 +163,25 @@ export function buildConfig(doc: unknown, overrides: Record<string, unknown> = {
   if (doc !== undefined && doc !== null && (typeof doc !== 'object' || Array.isArray(doc))) throw new ConfigError(['the file must hold a YAML mapping of keys']);
   const flat = { ...flatten((doc ?? {}) as Record<string, unknown>), ...overrides };
   const values: Record<string, unknown> = {};
+  const bad = new Set<string>();
   for (const key of Object.keys(flat)) if (!(key in SCHEMA)) problems.push(`${key}: unknown key${suggest(key)}`);
   for (const [key, spec] of Object.entries(SCHEMA) as [string, KeySpec][]) {
     const raw = flat[key];
     if (raw === undefined || raw === null) {
-      if (spec.default === undefined && key === 'nodeId') problems.push(`${key}: is required (set nodeId in the file or --node-id)`);
+      if (spec.default === undefined && key === 'nodeId') {
+        problems.push(`${key}: is required (set nodeId in the file or --node-id)`);
+        bad.add(key);
+      }
       values[key] = spec.default;
       continue;
     }
     const { value, problem } = coerce(spec, raw);
     const checked = problem ?? spec.check?.(value);
-    if (checked) problems.push(`${key}: ${checked} (got ${JSON.stringify(raw)})`);
-    else values[key] = value;
+    if (checked) {
+      problems.push(`${key}: ${checked} (got ${JSON.stringify(raw)})`);
+      bad.add(key);
+    }
+    values[key] = checked ? spec.default : value;
   }
   const config = {} as Record<string, unknown>;
   for (const [key, v] of Object.entries(values)) {
@@ -198,7 +192,7 @@ export function buildConfig(doc: unknown, overrides: Record<string, unknown> = {
     o[parts[parts.length - 1]] = v;
   }
   for (const section of ['security', 'control', 'metrics', 'log', 'kernel', 'sync', 'link', 'commit', 'ha', 'redis']) config[section] ??= {};
-  if (!problems.length) crossCheck(config as unknown as Config, problems);
+  crossCheck(config as unknown as Config, problems, bad);
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(config) as unknown as Readonly<Config>;
 }

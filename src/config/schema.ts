@@ -2,6 +2,7 @@
 // Load → validate (every bad key named) → cross-check → freeze happens in load.ts.
 
 import { REDIS_HIGH_WATER_BYTES } from '../transport/redis/options.js';
+import { isIPv4, isIPv6 } from 'node:net';
 import { ID_RE, ID_RULE, parseHostPort } from '../transport/types.js';
 
 export type KeyType = 'string' | 'int' | 'bool' | 'string[]' | 'duration' | 'size' | 'peers';
@@ -29,6 +30,28 @@ const offOrAtLeast = (min: number, unit: string) => (v: unknown) => (v === 0 || 
 /** sun_path holds 108 bytes with the terminating NUL. */
 const socketPath = (v: unknown) => (Buffer.byteLength(String(v)) <= 107 ? undefined : 'must be at most 107 bytes (a UNIX socket path)');
 const range = (lo: number, hi: number) => (v: unknown) => ((v as number) >= lo && (v as number) <= hi ? undefined : `must be between ${lo} and ${hi}`);
+/** A list whose every item passes `item`; names each item that does not. */
+const each = (item: (s: string) => string | undefined) => (v: unknown) => (v as string[]).map(item).filter(Boolean).join('; ') || undefined;
+const cidr = (c: string) => {
+  const [addr, len, ...rest] = c.split('/');
+  const bits = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : 0;
+  return !bits || rest.length || (len !== undefined && !(/^\d+$/.test(len) && Number(len) <= bits)) ? `'${c}' is not an address or CIDR` : undefined;
+};
+const zone = (z: string) => (/^\d+$/.test(z) && Number(z) <= 0xffff ? undefined : `'${z}' must be a zone number 0..65535`);
+const mark = (m: string) =>
+  !/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m) ? `'${m}' must be VALUE or VALUE/MASK` : m.split('/').some((x) => Number(x) > 0xffffffff) ? `'${m}' does not fit the 32-bit mark` : undefined;
+const listedHostPort = (a: string) => (parseHostPort(a) ? undefined : `'${a}' must be HOST:PORT (port 1-65535)`);
+const listedId = (i: string) => (ID_RE.test(i) ? undefined : `'${i}' must be ${ID_RULE}`);
+const peerList = (v: unknown) => {
+  const peers = v as { id: string; addresses: string[] }[];
+  const ids = peers.map((p) => p.id);
+  const problems = peers.flatMap((p) => [
+    ...(ID_RE.test(p.id) ? [] : [`id '${p.id}' must be ${ID_RULE}`]),
+    ...p.addresses.filter((a) => !parseHostPort(a)).map((a) => `'${a}' of ${p.id} must be HOST:PORT (port 1-65535)`),
+  ]);
+  if (new Set(ids).size !== ids.length) problems.push('the same id appears twice');
+  return problems.join('; ') || undefined;
+};
 
 export const PROTOCOLS = ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'];
 export const TCP_STATE_NAMES = ['SYN_SENT', 'SYN_RECV', 'ESTABLISHED', 'FIN_WAIT', 'CLOSE_WAIT', 'LAST_ACK', 'TIME_WAIT', 'CLOSE', 'SYN_SENT2'];
@@ -38,13 +61,13 @@ export const SCHEMA = {
   nodeId: { type: 'string', doc: 'This node\'s unique name in the cluster (hostname-like).', flag: 'node-id', check: id },
   clusterId: { type: 'string', default: 'ctsync', doc: 'Name shared by every node of one cluster; a peer with another is refused.', flag: 'cluster-id', check: id },
   listen: { type: 'string', default: '0.0.0.0:3780', doc: 'Address of the peer link listener.', flag: 'listen', check: hostPort },
-  peers: { type: 'peers', default: [], doc: 'The other nodes: [{ id, addresses: [HOST:PORT, ...] }]; the first address is the dedicated sync link, the rest are fallbacks.', flag: 'peer' },
+  peers: { type: 'peers', default: [], doc: 'The other nodes: [{ id, addresses: [HOST:PORT, ...] }]; the first address is the dedicated sync link, the rest are fallbacks.', flag: 'peer', check: peerList },
 
   'security.mode': { type: 'string', default: 'psk', doc: 'psk (TLS with a pre-shared key), cert (mutual TLS), or insecure (plaintext; logs a warning at every start).', check: oneOf('psk', 'cert', 'insecure') },
   'security.keyFile': { type: 'string', default: '/etc/ctsync/cluster.key', doc: 'Pre-shared key (hex or base64, at least 32 bytes). Create one with `ctsync keygen`.', flag: 'key-file' },
   'security.ca': { type: 'string', doc: 'cert mode: CA bundle that signs every node\'s certificate.' },
   'security.cert': { type: 'string', doc: 'cert mode: this node\'s certificate.' },
-  'security.key': { type: 'string', doc: 'cert mode: this node\'s private key.' },
+  'security.key': { type: 'string', doc: 'cert mode: this node\'s private key (mode 0600: refused if every user can read it).' },
 
   'control.socket': { type: 'string', default: '/run/ctsync/ctsync.sock', doc: 'UNIX socket of `ctsync stats`, `dump`, `commit`...; created mode 0600 (root only).', flag: 'control-socket', check: socketPath },
   'metrics.listen': { type: 'string', default: '127.0.0.1:9779', doc: 'Prometheus metrics address (loopback by default); empty string disables.', check: (v) => (v === '' ? undefined : hostPort(v)) },
@@ -55,11 +78,11 @@ export const SCHEMA = {
   'kernel.resyncOnOverrun': { type: 'bool', default: true, doc: 'After lost events, dump the table and diff (the only cure; see DOMAIN.md).' },
 
   'sync.protocols': { type: 'string[]', default: ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'], doc: 'L4 protocols to sync. Fewer protocols, less traffic; an unsynced protocol\'s flows die at failover.', check: (v) => ((v as string[]).length && (v as string[]).every((p) => PROTOCOLS.includes(p)) ? undefined : `must list one or more of ${PROTOCOLS.join(', ')}`) },
-  'sync.acceptCidrs': { type: 'string[]', default: [], doc: 'If not empty, only flows whose original source or destination is in one of these CIDRs are synced.' },
-  'sync.ignoreCidrs': { type: 'string[]', default: ['127.0.0.0/8', '::1/128'], doc: 'Flows from or to these CIDRs are never synced (the firewall\'s own management traffic, the sync link itself).' },
+  'sync.acceptCidrs': { type: 'string[]', default: [], doc: 'If not empty, only flows whose original source or destination is in one of these CIDRs are synced.', check: each(cidr) },
+  'sync.ignoreCidrs': { type: 'string[]', default: ['127.0.0.0/8', '::1/128'], doc: 'Flows from or to these CIDRs are never synced (the firewall\'s own management traffic, the sync link itself).', check: each(cidr) },
   'sync.tcpStates': { type: 'string[]', default: TCP_STATE_NAMES, doc: 'TCP states worth syncing. Syncing only ESTABLISHED halves traffic under SYN floods but loses handshakes in flight at failover.', check: (v) => ((v as string[]).every((s) => TCP_STATE_NAMES.includes(s)) ? undefined : `entries must be among ${TCP_STATE_NAMES.join(', ')}`) },
-  'sync.zones': { type: 'string[]', default: [], doc: 'If not empty, only these conntrack zones (numbers) are synced.' },
-  'sync.marks': { type: 'string[]', default: [], doc: 'If not empty, only flows whose mark matches one of VALUE or VALUE/MASK (hex or decimal).' },
+  'sync.zones': { type: 'string[]', default: [], doc: 'If not empty, only these conntrack zones (numbers) are synced.', check: each(zone) },
+  'sync.marks': { type: 'string[]', default: [], doc: 'If not empty, only flows whose mark matches one of VALUE or VALUE/MASK (hex or decimal).', check: each(mark) },
   'sync.connectionless': { type: 'bool', default: true, doc: 'Sync UDP/ICMP/GRE flows. Off saves most of the traffic on DNS-heavy firewalls; their replies are dropped after failover until re-created.' },
   'sync.minAge': { type: 'duration', default: 0, doc: 'Sync a flow only once it is this old (ms; FortiGate\'s session-pickup-delay). Short-lived flows cost nothing, but a flow younger than this dies at failover.' },
   'sync.refreshInterval': { type: 'duration', default: 30000, doc: 'How often the active re-reads remaining timeouts (a dump) and sends compact refreshes; the kernel never reports timeout refreshes. 0: never; otherwise at least 1s.', check: offOrAtLeast(1000, '1s') },
@@ -69,7 +92,7 @@ export const SCHEMA = {
 
   transport: { type: 'string', default: 'tcp', doc: 'How frames travel: tcp (the direct TLS peer link), redis (Redis Streams: clusters of more than two nodes, state that outlives restarts; see redis.*), or both (each change goes both ways; per peer, a commit takes the copy from the path that heard from it last, the direct link when level; costs twice the send work and twice the standby memory).', flag: 'transport', check: oneOf('tcp', 'redis', 'both') },
   'redis.mode': { type: 'string', default: 'single', doc: 'single (one server), sentinel (ask redis.addresses, the sentinels, for redis.name\'s master) or cluster (redis.addresses are seed nodes; a node\'s keys share one hash tag, so one slot).', check: oneOf('single', 'sentinel', 'cluster') },
-  'redis.addresses': { type: 'string[]', default: ['127.0.0.1:6379'], doc: 'HOST:PORT of the server, of the sentinels, or of cluster seed nodes.' },
+  'redis.addresses': { type: 'string[]', default: ['127.0.0.1:6379'], doc: 'HOST:PORT of the server, of the sentinels, or of cluster seed nodes.', check: each(listedHostPort) },
   'redis.name': { type: 'string', doc: 'sentinel mode: name of the monitored master.' },
   'redis.username': { type: 'string', doc: 'ACL user. Grant it only the cluster\'s keys: `~{ctsync:CLUSTER:* +@read +@write +@stream +@hash +@transaction +@connection -@dangerous +info +cluster|slots +cluster|info` (INFO: the client\'s ready check; CLUSTER SLOTS / INFO: cluster mode).' },
   'redis.passwordFile': { type: 'string', doc: 'File holding the ACL password (kept out of the config).' },
@@ -78,7 +101,7 @@ export const SCHEMA = {
   'redis.tls.cert': { type: 'string', doc: 'TLS client certificate, when Redis requires one (tls-auth-clients).' },
   'redis.tls.key': { type: 'string', doc: 'Private key of redis.tls.cert.' },
   'redis.tls.servername': { type: 'string', doc: 'Name expected in the server certificate, when it differs from the address.' },
-  'redis.peers': { type: 'string[]', default: [], doc: 'Node ids whose streams this node reads; empty = the ids of `peers`.' },
+  'redis.peers': { type: 'string[]', default: [], doc: 'Node ids whose streams this node reads; empty = the ids of `peers`.', check: each(listedId) },
   'redis.maxLen': { type: 'int', default: 100000, doc: 'Approximate length cap of this node\'s stream (XADD MAXLEN ~). A reader further behind reloads the snapshot (a full resync), so shorter costs memory less and resyncs more.', check: range(10, 1e9) },
   'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back. More than 8MiB, where the buffer reports backpressure.', check: (v) => ((v as number) > REDIS_HIGH_WATER_BYTES ? undefined : 'must be more than 8MiB (8388608), where the send buffer reports backpressure') },
 

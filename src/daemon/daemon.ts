@@ -1,13 +1,13 @@
 // Wiring and lifecycle of `ctsync daemon`: kernel mirror → sync engine ⇄ peer link, control socket, metrics.
 import type { Server } from 'node:http';
-import type { Config } from '../config/load.js';
+import { certFiles, type Config } from '../config/load.js';
 import { KernelMirror } from '../state/mirror.js';
 import { rebornOf } from '../state/local-table.js';
 import { systemClock } from '../state/clock.js';
 import { SyncEngine } from '../sync/engine.js';
 import { SyncPaths } from '../sync/paths.js';
 import { compileFilter } from '../sync/filter.js';
-import { TcpTransport, loadPsk } from '../transport/tcp/index.js';
+import { TcpTransport, loadCerts, loadPsk } from '../transport/tcp/index.js';
 import { RedisTransport } from '../transport/redis/index.js';
 import { createMacKey, type MacKey } from '../wire/envelope.js';
 import type { Transport } from '../transport/types.js';
@@ -68,10 +68,11 @@ export class Daemon {
       firstVersion: Date.now() * 1000,
       minAgeMs: cfg.sync.minAge,
     });
-    // Read here, so that a missing or weak key is reported under its config key name, not the transport's option.
-    // Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
+    // Read here, so that a missing or weak key (or certificate mode's files) is reported under its config key name, not
+    // the transport's option; the transport reads them again. Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
     const needKey = viaRedis ? cfg.security.mode !== 'insecure' : cfg.security.mode === 'psk';
     const psk = needKey ? loadPsk(cfg.security.keyFile, 'security.keyFile') : undefined;
+    if (cfg.transport !== 'redis' && cfg.security.mode === 'cert') loadCerts(...certFiles(cfg.security));
     const macKey = viaRedis && psk ? createMacKey(psk) : undefined;
     const kinds = cfg.transport === 'both' ? (['tcp', 'redis'] as const) : [cfg.transport];
     const paths = kinds.map((kind) => {

@@ -194,7 +194,7 @@ export interface KeyFacts {
   exists?: boolean;
   /** st_mode & 0o777 */
   perm?: number;
-  /** Why the key is unusable (loadPsk's message), if it is. */
+  /** Why the key (or certificate mode's files) is unusable (loadPsk's or loadCerts' message), if it is. */
   weak?: string;
   /** cert mode: files named but missing. */
   missing?: string[];
@@ -205,6 +205,7 @@ export function checkKey(k: KeyFacts): CheckResult {
   if (k.mode === 'insecure') return { ...base, status: 'warn', detail: 'security.mode insecure: anyone who reaches the listen port can write conntrack entries here', remedy: 'ctsync keygen /etc/ctsync/cluster.key on one node, copy it to the others, set security.mode psk' };
   if (k.mode === 'cert') {
     if (k.missing?.length) return { ...base, status: 'fail', detail: `missing: ${k.missing.join(', ')}`, remedy: 'install the CA, certificate and key named in security.ca/cert/key' };
+    if (k.weak) return { ...base, status: 'fail', detail: k.weak, remedy: 'chmod 600 the private key; the certificate, its key and the CA must belong together' };
     return { ...base, status: 'ok', detail: 'mutual TLS files present' };
   }
   if (!k.exists) return { ...base, status: 'fail', detail: `security.keyFile ${k.file} does not exist`, remedy: `ctsync keygen ${k.file} on one node and copy the file to every node (mode 0600)` };

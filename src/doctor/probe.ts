@@ -3,10 +3,10 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { buildConfig, ConfigError, type Config } from '../config/load.js';
+import { buildConfig, certFiles, ConfigError, type Config } from '../config/load.js';
 import { request } from '../control/client.js';
 import { NetfilterSocket } from '../kernel/netlink-socket.js';
-import { loadPsk } from '../transport/tcp/options.js';
+import { loadCerts, loadPsk } from '../transport/tcp/options.js';
 import {
   checkConfig,
   checkConntrackLoaded,
@@ -105,7 +105,16 @@ function loadConfigFacts(opts: DoctorOptions): { facts: ConfigFacts; cfg: Readon
 function keyFacts(cfg: Readonly<Config>): KeyFacts {
   const s = cfg.security;
   if (s.mode === 'insecure') return { mode: 'insecure' };
-  if (s.mode === 'cert') return { mode: 'cert', missing: [s.ca, s.cert, s.key].filter((f): f is string => !!f && !existsSync(f)) };
+  if (s.mode === 'cert') {
+    const k: KeyFacts = { mode: 'cert', missing: [s.ca, s.cert, s.key].filter((f): f is string => !!f && !existsSync(f)) };
+    if (k.missing!.length) return k;
+    try {
+      loadCerts(...certFiles(s));
+    } catch (err) {
+      k.weak = (err as Error).message;
+    }
+    return k;
+  }
   const k: KeyFacts = { mode: 'psk', file: s.keyFile, exists: existsSync(s.keyFile) };
   if (!k.exists) return k;
   k.perm = statSync(s.keyFile).mode & 0o777;

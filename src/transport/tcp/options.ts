@@ -2,6 +2,7 @@
 // loading of key material (pre-shared key file, CA/cert/key files).
 
 import { readFileSync, statSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { ID_RE, TransportError, parseHostPort, type Clock } from '../types.js';
 import type { BackoffOptions } from './backoff.js';
@@ -237,11 +238,34 @@ export function loadPsk(path: string, key = 'tls.pskFile'): Buffer {
   return bytes;
 }
 
-/** Reads one PEM file, naming the option on failure. */
-export function readPem(path: string, key: string): Buffer {
+/** What the errors of `loadCerts` call the three files: the transport's option names unless the caller's differ. */
+export interface CertNames {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+const TLS_CERT_NAMES: CertNames = { caFile: 'tls.caFile', certFile: 'tls.certFile', keyFile: 'tls.keyFile' };
+
+/**
+ * Reads certificate mode's CA bundle, certificate and private key, and checks that they make a TLS context. Refuses a
+ * private key other users can read, as `loadPsk` refuses such a key file: whoever holds it can write conntrack entries.
+ */
+export function loadCerts(files: CertNames, names: CertNames = TLS_CERT_NAMES): { ca: Buffer; cert: Buffer; key: Buffer } {
+  const read = (k: keyof CertNames) => {
+    try {
+      return { bytes: readFileSync(files[k]), mode: statSync(files[k]).mode };
+    } catch (err) {
+      throw new TransportError('CTS_ERR_KEY_READ', `cannot read ${names[k]} ${files[k]}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const [ca, cert, key] = (['caFile', 'certFile', 'keyFile'] as const).map(read);
+  if ((key.mode & 0o004) !== 0) throw new TransportError('CTS_ERR_KEY_WEAK', `${names.keyFile} ${files.keyFile} is readable by every user; run chmod 600 on it`);
+  const pems = { ca: ca.bytes, cert: cert.bytes, key: key.bytes };
   try {
-    return readFileSync(path);
+    createSecureContext({ ...pems, minVersion: 'TLSv1.2' });
   } catch (err) {
-    throw new TransportError('CTS_ERR_KEY_READ', `cannot read ${key} ${path}: ${(err as Error).message}`, { cause: err });
+    const which = `${names.certFile} / ${names.keyFile} / ${names.caFile}`;
+    throw new TransportError('CTS_ERR_CONFIG_INVALID', `${which} do not form a usable TLS context: ${(err as Error).message}`, { cause: err });
   }
+  return pems;
 }

@@ -29,7 +29,7 @@ import {
 } from './hello.js';
 import {
   loadPsk,
-  readPem,
+  loadCerts,
   resolveTcpOptions,
   type ResolvedPeer,
   type ResolvedTcpOptions,
@@ -384,19 +384,7 @@ export class TcpTransport implements Transport {
       });
       return;
     }
-    const ca = readPem(t.caFile!, 'tls.caFile');
-    const cert = readPem(t.certFile!, 'tls.certFile');
-    const key = readPem(t.keyFile!, 'tls.keyFile');
-    const common = { ca, cert, key, minVersion: 'TLSv1.2' } as const;
-    try {
-      tls.createSecureContext(common);
-    } catch (err) {
-      throw new TransportError(
-        'CTS_ERR_CONFIG_INVALID',
-        `tls.certFile / tls.keyFile / tls.caFile do not form a usable TLS context: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
+    const common = { ...loadCerts({ caFile: t.caFile!, certFile: t.certFile!, keyFile: t.keyFile! }), minVersion: 'TLSv1.2' } as const;
     this.serverTlsOptions = { ...common, requestCert: true, rejectUnauthorized: true };
     this.clientTls = (peer) => ({
       ...common,

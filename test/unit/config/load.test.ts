@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { buildConfig, ConfigError } from '../../../src/config/load.js';
+import { ID_RULE } from '../../../src/transport/types.js';
 
 function problems(doc: unknown, overrides: Record<string, unknown> = {}): string[] {
   try {
@@ -73,17 +74,15 @@ describe('config', () => {
       ha: { purgeAfter: '597h' },
     });
     const keys = p.map((s) => s.slice(0, s.indexOf(':')));
-    expect(keys.sort()).toEqual(['clusterId', 'control.socket', 'ha.purgeAfter', 'kernel.eventBuffer', 'link.heartbeat', 'link.maxFrame', 'listen', 'metrics.listen', 'nodeId', 'redis.db', 'sync.digestInterval', 'sync.refreshInterval']);
+    expect(keys.sort()).toEqual(['clusterId', 'control.socket', 'ha.purgeAfter', 'kernel.eventBuffer', 'link.heartbeat', 'link.maxFrame', 'listen', 'metrics.listen', 'nodeId', 'peers', 'redis.db', 'sync.digestInterval', 'sync.refreshInterval']);
     expect(p).toContain('sync.refreshInterval: must be at most 596h (2147483647 ms, the longest timer) (got "1000h")');
     expect(p).toContain('link.heartbeat: must be a whole number of ms, at least 10ms (got 500.5)');
-    // the peers' ids and addresses, the marks and the heartbeat against the link-down time are checked together
-    const q = problems({ nodeId: 'fw1', peers: [{ id: 'fw 2', addresses: ['127.0.0.1:0'] }], sync: { marks: ['0x100000001'] }, link: { heartbeat: 500, deadAfter: 800 }, transport: 'both', redis: { peers: ['fw{3}'] } });
+    // a list names each bad item, under the list's key
+    const q = problems({ nodeId: 'fw1', peers: [{ id: 'fw 2', addresses: ['127.0.0.1:0'] }, { id: 'fw3', addresses: ['10.0.0.3:3780'] }, { id: 'fw3', addresses: ['10.0.1.3:3780'] }], sync: { marks: ['0x100000001', '7'] }, transport: 'both', redis: { peers: ['fw{3}'] } });
     expect(q).toEqual([
-      "peers: id 'fw 2' must be 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
-      "peers: '127.0.0.1:0' of fw 2 must be HOST:PORT (port 1-65535)",
-      "sync.marks: '0x100000001' does not fit the 32-bit mark",
-      'link.deadAfter (800 ms) must be at least twice link.heartbeat (500 ms), or one late heartbeat drops the link',
-      "redis.peers: 'fw{3}' must be 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+      `peers: id 'fw 2' must be ${ID_RULE}; '127.0.0.1:0' of fw 2 must be HOST:PORT (port 1-65535); the same id appears twice (got [{"id":"fw 2","addresses":["127.0.0.1:0"]},{"id":"fw3","addresses":["10.0.0.3:3780"]},{"id":"fw3","addresses":["10.0.1.3:3780"]}])`,
+      `sync.marks: '0x100000001' does not fit the 32-bit mark (got ["0x100000001","7"])`,
+      `redis.peers: 'fw{3}' must be ${ID_RULE} (got ["fw{3}"])`,
     ]);
     expect(problems({ nodeId: 'fw1', sync: { protocols: [] } })).toEqual(['sync.protocols: must list one or more of tcp, udp, udplite, icmp, icmpv6, sctp, dccp, gre (got [])']);
     expect(problems({ nodeId: 'fw1', listen: '127.0.0.1:3780', metrics: { listen: '127.0.0.1:3780' } })).toEqual(["metrics.listen: '127.0.0.1:3780' is also the peer link's listen address"]);
@@ -96,8 +95,28 @@ describe('config', () => {
     expect(p).toContain("peers: lists this node's own nodeId 'fw1'");
     expect(p.some((s) => s.startsWith('link.deadAfter'))).toBe(true);
     expect(p).toContain('security.ca: is required when security.mode is cert');
-    expect(p.some((s) => s.startsWith('sync.acceptCidrs'))).toBe(true);
-    expect(p.some((s) => s.startsWith('sync.zones'))).toBe(true);
+    expect(p).toContain(`sync.acceptCidrs: '10.0.0.0/33' is not an address or CIDR (got ["10.0.0.0/33"])`);
+    expect(p).toContain(`sync.zones: '70000' must be a zone number 0..65535 (got ["70000"])`);
+  });
+
+  test('one start names the bad keys and the keys that do not fit together; a check on a bad key is not repeated', () => {
+    const p = problems({ nodeId: 'fw1', listen: '0.0.0.0:70000', peers: [{ id: 'fw1', addresses: ['10.0.0.1:3780'] }], link: { heartbeat: 3000, deadAfter: 1000 }, security: { mode: 'cert', cert: '/etc/ctsync/fw1.pem' } });
+    expect(p).toEqual([
+      'listen: must be HOST:PORT ([v6addr]:PORT for IPv6), port 1-65535 (got "0.0.0.0:70000")',
+      "peers: lists this node's own nodeId 'fw1'",
+      'link.deadAfter (1000 ms) must be at least twice link.heartbeat (3000 ms), or one late heartbeat drops the link',
+      'security.ca: is required when security.mode is cert',
+      'security.key: is required when security.mode is cert',
+    ]);
+    // the bad heartbeat is named once: the check of deadAfter against it is skipped, not made against the default
+    expect(problems({ nodeId: 'fw1', link: { heartbeat: '5ms', deadAfter: '50ms' } })).toEqual(['link.heartbeat: must be a whole number of ms, at least 10ms (got "5ms")']);
+    // a bad transport skips the checks that depend on it; a bad mode skips the cert keys
+    expect(problems({ nodeId: 'fw1', transport: 'pigeon', security: { mode: 'pki' } })).toEqual([
+      'security.mode: must be one of psk, cert, insecure (got "pki")',
+      'transport: must be one of tcp, redis, both (got "pigeon")',
+    ]);
+    // a missing nodeId is named once, and the peer list is still checked against itself
+    expect(problems({ peers: [{ id: 'fw2', addresses: ['10.0.0.2:1'] }, { id: 'fw2', addresses: ['10.0.0.3:1'] }] }).map((s) => s.slice(0, s.indexOf(':')))).toEqual(['nodeId', 'peers']);
   });
 
   test('transport both needs the direct link\'s peers and the Redis keys of transport redis', () => {

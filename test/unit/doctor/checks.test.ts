@@ -128,6 +128,9 @@ describe('config, key, control directory, namespace', () => {
     expect(checkKey({ mode: 'psk', file: '/k', exists: true, perm: 0o600 }).status).toBe('ok');
     expect(checkKey({ mode: 'insecure' }).status).toBe('warn');
     expect(checkKey({ mode: 'cert', missing: ['/ca.pem'] }).status).toBe('fail');
+    const weak = checkKey({ mode: 'cert', missing: [], weak: 'security.key /etc/ctsync/node.key is readable by every user; run chmod 600 on it' });
+    expect([weak.status, weak.detail]).toEqual(['fail', 'security.key /etc/ctsync/node.key is readable by every user; run chmod 600 on it']);
+    expect(checkKey({ mode: 'cert', missing: [] }).status).toBe('ok');
   });
 
   it('control directory', () => {

@@ -268,4 +268,13 @@ describe('key material errors name the option', () => {
     expect(err.code).toBe('CTS_ERR_KEY_READ');
     expect(err.message).toContain('tls.keyFile');
   });
+
+  it('a certificate key that every user can read is refused, as a PSK file is', async () => {
+    dir = tempDir();
+    const certs = makeCerts(dir.dir, ['fw-a']);
+    chmodSync(certs['fw-a']!.keyFile, 0o644);
+    const err = await startError(certs['fw-a']!);
+    expect(err.code).toBe('CTS_ERR_KEY_WEAK');
+    expect(err.message).toMatch(/^tls\.keyFile \S+ is readable by every user; run chmod 600 on it$/);
+  });
 });
