@@ -133,6 +133,8 @@ const LONG_HOLD_MS = 1000;
 
 /** A batch goes out once changes paused this long (ms): see SyncEngine.flushCheck. */
 const QUIET_MS = 1;
+/** While changes are held for a congested link, how often (ms) flush looks whether it still is (see startHold). */
+const HOLD_CHECK_MS = 50;
 
 const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd', 'digestRepair']);
 
@@ -544,8 +546,13 @@ export class SyncEngine {
     return this.transport.congested?.() === true;
   }
 
-  /** A flush found the link congested: changes wait, coalescing, for its drain. */
+  /**
+   * A flush found the link congested: changes wait, coalescing, for its drain, and are looked at again every
+   * HOLD_CHECK_MS: a transport's drain may wait for every peer (TCP), while one of several congested ones that
+   * recovered already ends the congestion.
+   */
   private startHold(): void {
+    if (!this.stopped) this.flushTimer ??= setTimeout(() => this.flush(), HOLD_CHECK_MS);
     if (this.heldAt >= 0) return;
     this.heldAt = this.clock.now();
     this.counters.holds++;
@@ -593,9 +600,6 @@ export class SyncEngine {
 
   private housekeeping(): void {
     const now = this.clock.now();
-    // the drain ends a hold, but it waits for every peer: once one of several congested TCP peers is not (so the link
-    // is not), the hold ends here, within about a second
-    if (this.heldAt >= 0 && !this.congested()) this.flush();
     for (const r of this.rx.values()) r.table.expire(now);
     // acks let us forget what peers hold
     const acked = Math.min(...[...this.tx.values()].filter((t) => t.helloDone).map((t) => t.acked), this.seq);

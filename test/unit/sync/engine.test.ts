@@ -172,6 +172,34 @@ describe('sync engine', () => {
     expect(A.engine.counters.entriesOut - mid.entriesOut).toBe(2500);
   });
 
+  test('a hold ends once the link is no longer congested, also when the transport sends no drain', async () => {
+    // as TCP with several peers: one congested peer recovers while another's queue keeps the drain from coming. The
+    // engine is not started, so housekeeping (the old, once-a-second way out) cannot end the hold either.
+    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    const local = new LocalTable({ clock: systemClock });
+    const engine = new SyncEngine(opts('fw1'), local, a, systemClock, log);
+    engines.push(engine);
+    const B = node('fw2', b);
+    let congested = false;
+    a.congested = () => congested;
+    await a.start();
+    await b.start();
+    await until(() => engine.status()[0].state === 'in_sync', 'in sync');
+    congested = true;
+    for (let i = 0; i < 100; i++) {
+      const r = local.applyEvent({ kind: 'new', flow: tcp(i), origin: 'kernel', portId: 0 });
+      engine.changed(r.key, true, r.slot);
+    }
+    engine.flush();
+    expect(engine.counters.holds).toBe(1);
+    expect(engine.pending().changes).toBe(100);
+    await tick(120); // two looks at a link still congested: still held
+    expect([engine.counters.entriesOut, engine.pending().changes]).toEqual([0, 100]);
+    congested = false;
+    await until(() => B.engine.peerTables().get('fw1')?.size === 100, 'held changes sent');
+    expect([engine.counters.entriesOut, engine.counters.holds, engine.pending().changes]).toEqual([100, 1, 0]);
+  });
+
   test('a link cut during churn resumes without a full bulk and converges', async () => {
     const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
     const A = node('fw1', a);
