@@ -1,8 +1,8 @@
 // Every configuration key of the daemon, its type, its default and why: the one place options are defined.
 // Load → validate (every bad key named) → cross-check → freeze happens in load.ts.
 
-import { REDIS_HIGH_WATER_BYTES } from '../transport/redis/options.js';
 import { isIPv4, isIPv6 } from 'node:net';
+import { REDIS_HIGH_WATER_BYTES } from '../transport/redis/options.js';
 import { ID_RE, ID_RULE, parseHostPort } from '../transport/types.js';
 
 export type KeyType = 'string' | 'int' | 'bool' | 'string[]' | 'duration' | 'size' | 'peers';

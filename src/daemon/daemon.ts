@@ -68,8 +68,9 @@ export class Daemon {
       firstVersion: Date.now() * 1000,
       minAgeMs: cfg.sync.minAge,
     });
-    // Read here, so that a missing or weak key (or certificate mode's files) is reported under its config key name, not
-    // the transport's option; the transport reads them again. Over Redis (shared infrastructure) every frame carries a MAC made with the cluster key, checked end to end.
+    // Read here, so that a missing or weak key (or certificate mode's files) is reported under its config key name,
+    // not the transport's option; the transport reads them again. Over Redis (shared infrastructure) every frame
+    // carries a MAC made with the cluster key, checked end to end.
     const needKey = viaRedis ? cfg.security.mode !== 'insecure' : cfg.security.mode === 'psk';
     const psk = needKey ? loadPsk(cfg.security.keyFile, 'security.keyFile') : undefined;
     if (cfg.transport !== 'redis' && cfg.security.mode === 'cert') loadCerts(...certFiles(cfg.security));
