@@ -38,8 +38,9 @@ export const daemonCommand: CommandModule = {
       log.fatal({ err }, 'startup failed');
       await daemon?.stop().catch(() => {});
       const e = err as Error & { code?: string };
-      // the config check should catch every bad value first; one a lower layer still refuses is a config error too
-      const exit = e.code === 'CTS_ERR_CONFIG_INVALID' ? Exit.Config : Exit.Failure;
+      // the config check should catch every bad value first; one a lower layer still refuses is a config error too,
+      // and so is a weak or world-readable key: no restart mends either (a missing file may yet appear: exit 1)
+      const exit = e.code === 'CTS_ERR_CONFIG_INVALID' || e.code === 'CTS_ERR_KEY_WEAK' ? Exit.Config : Exit.Failure;
       throw new CliError(`startup failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, exit);
     }
     const running = daemon;

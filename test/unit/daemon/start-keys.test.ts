@@ -1,13 +1,16 @@
 // The daemon reads its key material before anything starts, and names a bad file by its config key.
-import { chmodSync, copyFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, test } from 'vitest';
 import { buildConfig } from '../../../src/config/load.js';
 import { Daemon } from '../../../src/daemon/daemon.js';
-import { makeCerts, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { freshPskFile, makeCerts, tempDir, type TempDir } from '../../contract/tcp-fixtures.js';
+import { cannotRun, runCtsync } from '../../helpers/env.js';
 
 const silent = pino({ level: 'silent' });
+const noCli = cannotRun([], true, false);
+if (noCli) console.warn(`[start-keys] the CLI exit-code test is NOT RUN: ${noCli}`);
 let dir: TempDir | undefined;
 afterEach(() => {
   dir?.cleanup();
@@ -53,5 +56,24 @@ describe('the daemon names bad key material by its config key', () => {
     const pair = buildError(cert({ ...good, keyFile: other.keyFile }));
     expect(pair?.code).toBe('CTS_ERR_CONFIG_INVALID');
     expect(pair?.message).toMatch(/^security\.cert \/ security\.key \/ security\.ca do not form a usable TLS context/);
+  });
+});
+
+describe.skipIf(noCli)('ctsync daemon exits before it starts anything', () => {
+  test('a world-readable key exits 78 (a restart cannot mend it); a missing one exits 1 (it may yet appear)', async () => {
+    dir = tempDir();
+    const key = freshPskFile(dir.dir);
+    chmodSync(key, 0o644);
+    const conf = (name: string, keyFile: string) => {
+      const file = `${dir!.dir}/${name}.yaml`;
+      writeFileSync(file, `nodeId: fw-a\npeers: [{ id: fw-b, addresses: ["127.0.0.1:9"] }]\nsecurity: { keyFile: ${keyFile} }\ncontrol: { socket: ${dir!.dir}/c.sock }\nmetrics: { listen: "" }\n`);
+      return file;
+    };
+    const weak = await runCtsync(['daemon', '--config', conf('weak', key)]);
+    expect(weak.code).toBe(78);
+    expect(weak.stderr).toContain(`CTS_ERR_KEY_WEAK: security.keyFile ${key} is readable by every user; run chmod 600 on it`);
+    const missing = await runCtsync(['daemon', '--config', conf('missing', `${dir.dir}/absent.key`)]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`CTS_ERR_KEY_READ: cannot read security.keyFile ${dir.dir}/absent.key`);
   });
 });
