@@ -133,7 +133,7 @@ const LONG_HOLD_MS = 1000;
 
 /** A batch goes out once changes paused this long (ms): see SyncEngine.flushCheck. */
 const QUIET_MS = 1;
-/** While changes are held for a congested link, how often (ms) flush looks whether it still is (see startHold). */
+/** While changes are held for a congested link, the soonest (ms) flush looks again whether it is (see startHold). */
 const HOLD_CHECK_MS = 50;
 
 const SEQUENCED = new Set(['upsert', 'delete', 'refresh', 'bulkBegin', 'bulkEnd', 'digestRepair']);
@@ -547,15 +547,19 @@ export class SyncEngine {
   }
 
   /**
-   * A flush found the link congested: changes wait, coalescing, for its drain, and are looked at again every
-   * HOLD_CHECK_MS: a transport's drain may wait for every peer (TCP), while one of several congested ones that
-   * recovered already ends the congestion.
+   * A flush found the link congested: changes wait, coalescing, for its drain, and are looked at again a little
+   * later: a transport's drain may wait for every peer (TCP), while one of several congested ones that recovered
+   * already ends the congestion. The look comes HOLD_CHECK_MS after the hold began, then later as the hold lasts (a
+   * quarter of its age, at most 1 s): a short hold ends soon after the link recovers, a Redis outage costs few wake-ups.
    */
   private startHold(): void {
-    if (!this.stopped) this.flushTimer ??= setTimeout(() => this.flush(), HOLD_CHECK_MS);
-    if (this.heldAt >= 0) return;
-    this.heldAt = this.clock.now();
-    this.counters.holds++;
+    const now = this.clock.now();
+    if (this.heldAt < 0) {
+      this.heldAt = now;
+      this.counters.holds++;
+    }
+    const lookIn = Math.min(1000, Math.max(HOLD_CHECK_MS, (now - this.heldAt) / 4));
+    if (!this.stopped) this.flushTimer ??= setTimeout(() => this.flush(), lookIn);
   }
 
   /** A hold ends (the link drained): one log line if it lasted long enough for an operator to notice. */

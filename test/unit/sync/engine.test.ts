@@ -1,6 +1,6 @@
 // The sync engine over the in-memory transport: convergence under churn, link cuts, restarts of either side,
 // reincarnated flows, digest repair, and refusal of foreign frames.
-import { afterEach, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test, vi } from 'vitest';
 import pino from 'pino';
 import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
 import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
@@ -198,6 +198,32 @@ describe('sync engine', () => {
     congested = false;
     await until(() => B.engine.peerTables().get('fw1')?.size === 100, 'held changes sent');
     expect([engine.counters.entriesOut, engine.counters.holds, engine.pending().changes]).toEqual([100, 1, 0]);
+  });
+
+  test('a long hold is looked at less often: 50 ms after it began, then a quarter of its age, at most once a second', () => {
+    // no peer yet (the transport is not started), so flush goes straight to the congestion check
+    const { a } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
+    a.congested = () => true;
+    const clock = new FakeClock(0);
+    const local = new LocalTable({ clock: systemClock });
+    const engine = new SyncEngine(opts('fw1'), local, a, clock, log);
+    engines.push(engine);
+    const spy = vi.spyOn(globalThis, 'setTimeout');
+    let delays: unknown[];
+    try {
+      const r = local.applyEvent({ kind: 'new', flow: tcp(1), origin: 'kernel', portId: 0 });
+      engine.changed(r.key, true, r.slot); // opens a batch: its 1 ms check
+      engine.flush(); // held from now
+      clock.advance(400);
+      engine.flush();
+      clock.advance(10_000);
+      engine.flush();
+      delays = spy.mock.calls.map((c) => c[1]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(delays).toEqual([1, 50, 100, 1000]);
+    expect([engine.counters.holds, engine.pending()]).toEqual([1, { changes: 1, heldMs: 10_400 }]);
   });
 
   test('a link cut during churn resumes without a full bulk and converges', async () => {
