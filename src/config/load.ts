@@ -141,15 +141,14 @@ function crossCheck(c: Config, problems: string[], bad: ReadonlySet<string>): vo
   if (ok('link.deadAfter', 'link.heartbeat') && c.link.deadAfter < 2 * c.link.heartbeat)
     problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be at least twice link.heartbeat (${c.link.heartbeat} ms), or one late heartbeat drops the link`);
   if (ok('metrics.listen', 'listen') && c.metrics.listen !== '' && c.metrics.listen === c.listen) problems.push(`metrics.listen: '${c.metrics.listen}' is also the peer link's listen address`);
-  if (!ok('transport')) return;
-  if (ok('peers') && c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
-  if (c.transport !== 'tcp' && ok('redis.peers', 'peers', 'nodeId')) {
+  if (ok('transport') && ok('peers') && c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
+  if (ok('transport') && c.transport !== 'tcp') {
     const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
-    if (!ids.length) problems.push(`redis.peers: transport ${c.transport} needs the other nodes' ids (redis.peers, or peers)`);
-    if (ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
+    if (ok('redis.peers', 'peers') && !ids.length) problems.push(`redis.peers: transport ${c.transport} needs the other nodes' ids (redis.peers, or peers)`);
+    if (ok('redis.peers', 'peers', 'nodeId') && ids.includes(c.nodeId)) problems.push(`redis.peers: lists this node's own nodeId '${c.nodeId}'`);
+    if (ok('redis.mode', 'redis.name') && c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
+    if (ok('redis.mode', 'redis.db') && c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
   }
-  if (c.transport !== 'tcp' && ok('redis.mode', 'redis.name') && c.redis.mode === 'sentinel' && !c.redis.name) problems.push('redis.name: is required when redis.mode is sentinel');
-  if (c.transport !== 'tcp' && ok('redis.mode', 'redis.db') && c.redis.mode === 'cluster' && c.redis.db) problems.push('redis.db: must be 0 when redis.mode is cluster');
   if (ok('security.mode') && c.security.mode === 'cert')
     for (const k of ['ca', 'cert', 'key'] as const) if (ok(`security.${k}`) && !c.security[k]) problems.push(`security.${k}: is required when security.mode is cert`);
 }

@@ -110,10 +110,17 @@ describe('config', () => {
     ]);
     // the bad heartbeat is named once: the check of deadAfter against it is skipped, not made against the default
     expect(problems({ nodeId: 'fw1', link: { heartbeat: '5ms', deadAfter: '50ms' } })).toEqual(['link.heartbeat: must be a whole number of ms, at least 10ms (got "5ms")']);
-    // a bad transport skips the checks that depend on it; a bad mode skips the cert keys
-    expect(problems({ nodeId: 'fw1', transport: 'pigeon', security: { mode: 'pki' } })).toEqual([
-      'security.mode: must be one of psk, cert, insecure (got "pki")',
+    // a bad transport skips the checks that depend on it, not the others; a bad mode skips the cert keys
+    expect(problems({ nodeId: 'fw1', transport: 'pigeon', security: { mode: 'cert' } })).toEqual([
       'transport: must be one of tcp, redis, both (got "pigeon")',
+      'security.ca: is required when security.mode is cert',
+      'security.cert: is required when security.mode is cert',
+      'security.key: is required when security.mode is cert',
+    ]);
+    expect(problems({ nodeId: 'fw1', transport: 'redis', redis: { mode: 'sentinel' }, security: { mode: 'pki' } })).toEqual([
+      'security.mode: must be one of psk, cert, insecure (got "pki")',
+      "redis.peers: transport redis needs the other nodes' ids (redis.peers, or peers)",
+      'redis.name: is required when redis.mode is sentinel',
     ]);
     // a missing nodeId is named once, and the peer list is still checked against itself
     expect(problems({ peers: [{ id: 'fw2', addresses: ['10.0.0.2:1'] }, { id: 'fw2', addresses: ['10.0.0.3:1'] }] }).map((s) => s.slice(0, s.indexOf(':')))).toEqual(['nodeId', 'peers']);
