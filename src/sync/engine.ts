@@ -567,7 +567,7 @@ export class SyncEngine {
     const heldMs = this.clock.now() - this.heldAt;
     this.heldAt = -1;
     if (heldMs >= LONG_HOLD_MS) {
-      this.log_.warn({ heldMs: Math.round(heldMs), changes: this.dirty.size + this.queued.length }, 'link was congested: held changes go out now that it drained');
+      this.log_.warn({ heldMs: Math.round(heldMs), changes: this.pending().changes }, 'link was congested: held changes go out now that it drained');
     }
   }
 

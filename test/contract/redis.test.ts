@@ -59,6 +59,15 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   const sn = syncNodes(() => ({ addresses: [srv.address] }));
   const node = sn.node;
   const fresh = () => sn.fresh();
+  /** fw-a and fw-b on a fresh cluster (fw-a's transport with `extra`), fw-b holding fw-a's first n flows. */
+  const syncedPair = async (n: number, extra: Parameters<typeof node>[2] = {}) => {
+    fresh();
+    const a = await node('fw-a', ['fw-b'], extra);
+    const b = await node('fw-b', ['fw-a']);
+    for (let i = 0; i < n; i++) a.event('new', tcpFlow(i));
+    await until('b in sync', () => same(a, b));
+    return { a, b };
+  };
 
   beforeAll(async () => {
     srv = await RedisServer.start({ users: ACL_USERS });
@@ -92,11 +101,7 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   });
 
   it('a reader that falls behind a trimmed stream notices the gap and reloads the snapshot', async () => {
-    fresh();
-    const a = await node('fw-a', ['fw-b'], { maxLen: 10 });
-    const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 500; i++) a.event('new', tcpFlow(i));
-    await until('b in sync', () => same(a, b));
+    const { a, b } = await syncedPair(500, { maxLen: 10 });
     const loads = b.rs().snapshotLoads['fw-a'] ?? 0;
     b.transport.suspendReading('fw-a', true);
     // thousands of frames while b reads nothing: the stream keeps only the last ~100
@@ -121,11 +126,7 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   });
 
   it('redis restarted mid-stream (data lost): the writer republishes, the reader resyncs, nothing is lost', async () => {
-    fresh();
-    const a = await node('fw-a', ['fw-b']);
-    const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 1000; i++) a.event('new', tcpFlow(i));
-    await until('b in sync', () => same(a, b));
+    const { a, b } = await syncedPair(1000);
     const bulks = a.engine.counters.bulks;
     // changes keep coming while redis goes away and comes back empty
     for (let i = 0; i < 200; i++) a.event('destroy', tcpFlow(i));
@@ -168,11 +169,7 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   });
 
   it('an outage longer than the send buffer: frames are dropped and counted, then a full resync repairs the reader', async () => {
-    fresh();
-    const a = await node('fw-a', ['fw-b'], { maxBufferBytes: 32 << 10, highWaterMarkBytes: 8 << 10 });
-    const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 300; i++) a.event('new', tcpFlow(i));
-    await until('b in sync', () => same(a, b));
+    const { a, b } = await syncedPair(300, { maxBufferBytes: 32 << 10, highWaterMarkBytes: 8 << 10 });
     await srv.kill();
     try {
       await until('a sees the outage', () => a.rs().status === 'outage');
@@ -198,12 +195,8 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   });
 
   it('an outage: changes wait in the engine, one entry per flow, instead of filling the buffer; no resync after it', async () => {
-    fresh();
     // congested past a quarter of the buffer, 64 KiB: four rounds of the 500 flows below, of forty
-    const a = await node('fw-a', ['fw-b'], { maxBufferBytes: 256 << 10, highWaterMarkBytes: 16 << 10 });
-    const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 600; i++) a.event('new', tcpFlow(i));
-    await until('b in sync', () => same(a, b));
+    const { a, b } = await syncedPair(600, { maxBufferBytes: 256 << 10, highWaterMarkBytes: 16 << 10 });
     const [resyncs, bulks] = [a.rs().resyncsRequested, a.engine.counters.bulks];
     // a path that stops answering (not a restart: Redis keeps its data), our own server stopped by PID
     process.kill(srv.pid!, 'SIGSTOP');
@@ -234,11 +227,7 @@ describe.skipIf(!!missing)('sync engine over redis', () => {
   });
 
   it('frames XADDed by someone without the cluster key are dropped and counted; the writer\'s next frame still counts', async () => {
-    fresh();
-    const a = await node('fw-a', ['fw-b']);
-    const b = await node('fw-b', ['fw-a']);
-    for (let i = 0; i < 10; i++) a.event('new', tcpFlow(i));
-    await until('b in sync', () => same(a, b));
+    const { a, b } = await syncedPair(10);
     const keys = nodeKeys(sn.clusterId, 'fw-a');
     const redis = new Redis({ host: srv.host, port: srv.port, ...ACL });
     const [[, fields]] = (await redis.xrevrange(keys.stream, '+', '-', 'COUNT', 1)) as [string, string[]][];

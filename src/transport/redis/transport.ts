@@ -309,11 +309,6 @@ export class RedisTransport implements Transport {
   }
 
   /**
-   * A quarter of the send buffer queued (or the high-water mark, if more), Redis up or in an outage: new changes
-   * wait in the sync layer, one entry per flow however often it changes, instead of filling the buffer towards a
-   * full resync. Only while a drain is owed, so that onDrain ends it.
-   */
-  /**
    * Connection errors come and go with outages: debug. A command Redis refuses while a connection is set up (the
    * SELECT of redis.db, the AUTH of the ACL user) is a setting to fix; ioredis carries on without it (db 0).
    */
@@ -322,6 +317,11 @@ export class RedisTransport implements Transport {
     else this.log?.debug({ err }, 'redis connection error');
   }
 
+  /**
+   * A quarter of the send buffer queued (or the high-water mark, if more), Redis up or in an outage: new changes
+   * wait in the sync layer, one entry per flow however often it changes, instead of filling the buffer towards a
+   * full resync. Only while a drain is owed, so that onDrain ends it.
+   */
   congested(): boolean {
     return this.needDrain && this.queueBytes > Math.max(this.o.highWaterMarkBytes, this.o.maxBufferBytes / 4);
   }

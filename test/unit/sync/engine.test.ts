@@ -5,7 +5,7 @@ import pino from 'pino';
 import { SyncEngine, type SyncOptions } from '../../../src/sync/engine.js';
 import { LocalTable, rebornOf } from '../../../src/state/local-table.js';
 import { FakeClock, systemClock, type Clock } from '../../../src/state/clock.js';
-import { createMemoryPair, type MemoryTransport } from '../../../src/transport/memory.js';
+import { createMemoryPair, type MemoryPairOptions, type MemoryTransport } from '../../../src/transport/memory.js';
 import { toSyncedFlow } from '../../../src/wire/entry.js';
 import { flowKey } from '../../../src/state/key.js';
 import { decodeFrame, encodeFrame } from '../../../src/wire/envelope.js';
@@ -38,6 +38,16 @@ function node(id: string, transport: MemoryTransport, local = new LocalTable({ c
       if (reborn !== undefined) engine.changed(r.key, reborn, r.slot); // as the daemon does
     },
   };
+}
+
+/** fw1 and fw2 over one memory link, both transports started. */
+async function startedPair(link: Omit<MemoryPairOptions, 'nodeIds'> = {}) {
+  const pair = createMemoryPair({ nodeIds: ['fw1', 'fw2'], ...link });
+  const A = node('fw1', pair.a);
+  const B = node('fw2', pair.b);
+  await pair.a.start();
+  await pair.b.start();
+  return { ...pair, A, B };
 }
 
 function tcp(i: number, state = TcpState.Established, extra: Partial<Flow> = {}): Flow {
@@ -84,11 +94,7 @@ const converged = (s: Node, r: Node, id: string) => () => {
 
 describe('sync engine', () => {
   test('changes, updates and deletes converge; the standby never keeps what the active destroyed', async () => {
-    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { A, B } = await startedPair();
     for (let i = 0; i < 3000; i++) A.event('new', tcp(i, TcpState.SynSent));
     for (let i = 0; i < 3000; i += 2) A.event('update', tcp(i, TcpState.Established));
     for (let i = 0; i < 3000; i += 5) A.event('destroy', tcp(i));
@@ -100,11 +106,7 @@ describe('sync engine', () => {
   });
 
   test('changes between two sends go out once per key, whatever happened to their table slots meanwhile', async () => {
-    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { A, B } = await startedPair();
     for (let i = 0; i < 10; i++) A.event('new', tcp(i, TcpState.SynSent));
     await until(converged(A, B, 'fw1'), 'first convergence');
     const before = { ...A.engine.counters };
@@ -134,11 +136,7 @@ describe('sync engine', () => {
 
   test('a flush or a refresh batch bigger than what the link has left stops once it turns congested; the rest waits, coalesced', async () => {
     // 4 KiB before backpressure: one frame of 500 entries passes it, and the memory link is congested from then on
-    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'], highWaterMarkBytes: 4 << 10 });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { a, A, B } = await startedPair({ highWaterMarkBytes: 4 << 10 });
     for (let i = 0; i < 6000; i++) A.event('new', tcp(i));
     await until(converged(A, B, 'fw1'), 'first convergence');
     // the start's bulk (which these flows may have joined) is over, everything acked, the link drained
@@ -227,11 +225,7 @@ describe('sync engine', () => {
   });
 
   test('a link cut during churn resumes without a full bulk and converges', async () => {
-    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { link, A, B } = await startedPair();
     for (let i = 0; i < 1000; i++) A.event('new', tcp(i));
     await until(converged(A, B, 'fw1'), 'first convergence');
     await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
@@ -248,11 +242,7 @@ describe('sync engine', () => {
   });
 
   test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
-    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { link, A, B } = await startedPair();
     for (let i = 0; i < 300; i++) A.event('new', tcp(i)); // 3600 s left
     await until(converged(A, B, 'fw1'), 'first convergence');
     await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
@@ -276,11 +266,7 @@ describe('sync engine', () => {
   });
 
   test('frames lost on the link (no cut) are repaired by the digest exchange', async () => {
-    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { link, A, B } = await startedPair();
     for (let i = 0; i < 500; i++) A.event('new', tcp(i));
     await until(converged(A, B, 'fw1'), 'convergence');
     // lose every frame towards the standby for a while, without the link going down (no resume happens)
@@ -341,11 +327,7 @@ describe('sync engine', () => {
   test('a bulk cut short by stop() sends no bulk end, and a stopped engine sends nothing', async () => {
     // An end would make the receiver take the part it got for the whole table and drop the rest. The transport can
     // outlive the engine a little: a Redis stop flushes its queue after the daemon stopped the engine.
-    const { a, b, link } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    node('fw2', b);
-    await a.start();
-    await b.start();
+    const { link, A } = await startedPair();
     for (let i = 0; i < 3000; i++) A.event('new', tcp(i));
     await tick(50);
     const bodies: string[] = [];
@@ -371,11 +353,7 @@ describe('sync engine', () => {
   });
 
   test('a new connection on the same tuple replaces the old one on the standby, even if its TCP state is earlier', async () => {
-    const { a, b } = createMemoryPair({ nodeIds: ['fw1', 'fw2'] });
-    const A = node('fw1', a);
-    const B = node('fw2', b);
-    await a.start();
-    await b.start();
+    const { A, B } = await startedPair();
     A.event('new', tcp(1, TcpState.TimeWait));
     await until(converged(A, B, 'fw1'), 'first');
     // the kernel re-creates the entry on a SYN in TIME_WAIT: destroy + new, coalesced into one upsert
