@@ -1,6 +1,7 @@
 // Config loading: YAML file + command-line overrides → validate every key → cross-check → a frozen Config.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import type { RedisConnectOptions } from '../transport/redis/options.js';
 import type { CertNames } from '../transport/tcp/options.js';
 import { SCHEMA, type KeySpec } from './schema.js';
 
@@ -54,6 +55,19 @@ export interface Config {
 /** Certificate mode's three files, and the config keys an error about one of them names (for loadCerts). */
 export function certFiles(s: Config['security']): [CertNames, CertNames] {
   return [{ caFile: s.ca!, certFile: s.cert!, keyFile: s.key! }, { caFile: 'security.ca', certFile: 'security.cert', keyFile: 'security.key' }];
+}
+
+/** How the daemon reaches Redis (redis.*), in the transport's terms: for the transport and for `ctsync doctor`. */
+export function redisConnect(r: Config['redis']): RedisConnectOptions {
+  return {
+    mode: r.mode,
+    addresses: [...r.addresses],
+    db: r.db,
+    ...(r.name ? { name: r.name } : {}),
+    ...(r.username ? { username: r.username } : {}),
+    ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
+    ...(r.tls ? { tls: { caFile: r.tls.ca, certFile: r.tls.cert, keyFile: r.tls.key, servername: r.tls.servername } } : {}),
+  };
 }
 
 export class ConfigError extends Error {

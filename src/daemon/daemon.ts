@@ -1,6 +1,6 @@
 // Wiring and lifecycle of `ctsync daemon`: kernel mirror → sync engine ⇄ peer link, control socket, metrics.
 import type { Server } from 'node:http';
-import { certFiles, type Config } from '../config/load.js';
+import { certFiles, redisConnect, type Config } from '../config/load.js';
 import { KernelMirror } from '../state/mirror.js';
 import { rebornOf } from '../state/local-table.js';
 import { systemClock } from '../state/clock.js';
@@ -326,15 +326,7 @@ function redisTransport(cfg: Readonly<Config>, log: Logger, macKey: MacKey | und
       nodeId: cfg.nodeId,
       clusterId: cfg.clusterId,
       peers: syncPeerIds(cfg),
-      redis: {
-        mode: r.mode,
-        addresses: [...r.addresses],
-        db: r.db,
-        ...(r.name ? { name: r.name } : {}),
-        ...(r.username ? { username: r.username } : {}),
-        ...(r.passwordFile ? { passwordFile: r.passwordFile } : {}),
-        ...(r.tls ? { tls: { caFile: r.tls.ca, certFile: r.tls.cert, keyFile: r.tls.key, servername: r.tls.servername } } : {}),
-      },
+      redis: redisConnect(r),
       maxLen: r.maxLen,
       maxBufferBytes: r.maxBuffer,
       heartbeatMs: cfg.link.heartbeat,

@@ -1,4 +1,5 @@
 // `ctsync doctor`'s verdicts: pure functions from facts gathered about a node (probe.ts) to ok/warn/fail with a remedy.
+import type { RedisProbe } from '../transport/redis/probe.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -324,6 +325,26 @@ export function checkLabels(r: RulesetFacts, netns?: string): CheckResult {
     detail: `commit.labels is true but the ruleset${where(netns)} never uses ct label: the kernel refuses labelled entries (ENOSPC)`,
     remedy: 'load a ruleset that matches or sets ct label before ctsync commits, or set commit.labels: false',
   };
+}
+
+export interface RedisFacts {
+  transport: 'tcp' | 'redis' | 'both';
+  /** Mode, addresses and db as configured, for the report. */
+  where: string;
+  /** Absent with transport tcp. */
+  probe?: RedisProbe;
+}
+
+export function checkRedis(r: RedisFacts): CheckResult {
+  const base = { id: 'redis', title: 'redis' };
+  if (r.transport === 'tcp') return { ...base, status: 'ok', detail: 'transport tcp: Redis is not used' };
+  // with transport both the direct link still syncs; with redis nothing does
+  const status = r.transport === 'both' ? 'warn' : 'fail';
+  const p = r.probe;
+  if (!p?.reached)
+    return { ...base, status, detail: `${r.where}: ${p?.error ?? 'not probed'}`, remedy: 'start Redis there, or fix redis.addresses, redis.username, redis.passwordFile, redis.tls or redis.db; the daemon starts anyway: it retries an unreachable Redis, and goes on in db 0 when redis.db is refused' };
+  if (Number(p.version?.split('.')[0]) < 5) return { ...base, status, detail: `${r.where}: Redis ${p.version} has no streams`, remedy: 'Redis 5.0 or later (6.0 or later for redis.username)' };
+  return { ...base, status: 'ok', detail: `${r.where}: Redis ${p.version ?? '(version unknown)'} answers` };
 }
 
 export interface DaemonFacts {

@@ -3,9 +3,10 @@ import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { buildConfig, certFiles, ConfigError, type Config } from '../config/load.js';
+import { buildConfig, certFiles, ConfigError, redisConnect, type Config } from '../config/load.js';
 import { request } from '../control/client.js';
 import { NetfilterSocket } from '../kernel/netlink-socket.js';
+import { probeRedis } from '../transport/redis/probe.js';
 import { loadCerts, loadPsk } from '../transport/tcp/options.js';
 import {
   checkConfig,
@@ -18,6 +19,7 @@ import {
   checkKeepalived,
   checkLabels,
   checkNetns,
+  checkRedis,
   checkRmemMax,
   checkTableSize,
   checkHashSize,
@@ -32,6 +34,7 @@ import {
   type DaemonFacts,
   type DoctorReport,
   type KeyFacts,
+  type RedisFacts,
   type Sysctls,
 } from './checks.js';
 
@@ -140,6 +143,13 @@ function probeBuffer(wanted: number, netns: string | undefined): BufferProbe {
   return p;
 }
 
+async function redisFacts(cfg: Readonly<Config>): Promise<RedisFacts> {
+  const r = cfg.redis;
+  const where = `${r.mode} ${r.addresses.join(', ')}${r.db ? `, db ${r.db}` : ''}`;
+  if (cfg.transport === 'tcp') return { transport: 'tcp', where };
+  return { transport: cfg.transport, where, probe: await probeRedis(redisConnect(r)) };
+}
+
 async function daemonFacts(socket: string): Promise<{ facts: DaemonFacts; local?: number; peer?: number }> {
   try {
     const s = (await request(socket, 'stats', {}, undefined, 3000)) as {
@@ -183,7 +193,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
     daemonPeer: daemon.peer,
   };
   checks.push(checkTableSize(table), checkHashSize({ ...table, buckets: int(sysctls['net.netfilter.nf_conntrack_buckets']) }));
-  checks.push(checkKey(keyFacts(cfg)));
+  checks.push(checkKey(keyFacts(cfg)), checkRedis(await redisFacts(cfg)));
 
   const dir = dirname(socket);
   const dirFacts = { dir, exists: existsSync(dir), writable: false, perm: undefined as number | undefined };

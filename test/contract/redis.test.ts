@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { RedisServer, freeLoopbackPort, redisMissing } from '../../src/lab/redis-server.js';
 import { nodeKeys } from '../../src/transport/redis/index.js';
+import { probeRedis } from '../../src/transport/redis/probe.js';
 import { createMacKey, encodeFrame } from '../../src/wire/envelope.js';
 import { TcpState, type Flow } from '../../src/kernel/types.js';
 import { flowKey } from '../../src/state/key.js';
@@ -38,6 +39,21 @@ describe.skipIf(!!missing)('redis transport', () => {
     } finally {
       await a.stop();
     }
+  });
+
+  it('ctsync doctor\'s probe: reached as configured, or why not (a database the server lacks, a wrong password, nothing listening)', async () => {
+    const ok = await probeRedis({ addresses: [server!.address], ...ACL, db: 3 });
+    expect(ok.reached, ok.error).toBe(true);
+    expect(ok.version).toMatch(/^\d+\.\d+/);
+    // the transport's own client would go on in db 0 here; the probe says so instead
+    expect(await probeRedis({ addresses: [server!.address], ...ACL, db: 99 })).toEqual({ reached: false, error: 'ERR DB index is out of range' });
+    const wrong = await probeRedis({ addresses: [server!.address], ...ACL, password: 'not-it' });
+    expect(wrong.reached).toBe(false);
+    expect(wrong.error).toMatch(/WRONGPASS/);
+    const port = await freeLoopbackPort();
+    const none = await probeRedis({ addresses: [`127.0.0.1:${port}`], connectTimeoutMs: 500 });
+    expect(none.reached).toBe(false);
+    expect(none.error).toMatch(/ECONNREFUSED/);
   });
 
   it('stops at once while redis is unreachable (its client is between retries)', async () => {

@@ -84,9 +84,9 @@ export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOpti
     if (o.peers.includes(o.nodeId)) problems.push(`peers lists this node's own id '${o.nodeId}'`);
   }
   const r = o.redis ?? {};
-  const mode = r.mode ?? 'single';
+  const connect = withConnectDefaults(r);
+  const { mode, addresses } = connect;
   if (!['single', 'sentinel', 'cluster'].includes(mode)) problems.push('redis.mode must be single, sentinel or cluster');
-  const addresses = r.addresses?.length ? r.addresses : ['127.0.0.1:6379'];
   for (const a of addresses) if (!parseHostPort(a)) problems.push(`redis.addresses: '${a}' must be HOST:PORT (port 1-65535)`);
   if (mode === 'sentinel' && !r.name) problems.push('redis.name is required in sentinel mode (the master name the sentinels monitor)');
   if (mode === 'cluster' && r.db) problems.push('redis.db must be 0 in cluster mode');
@@ -111,8 +111,20 @@ export function resolveRedisOptions(o: RedisTransportOptions): ResolvedRedisOpti
     maxBufferBytes,
     batchFrames: o.batchFrames ?? 1000,
     blockMs: o.blockMs ?? 1000,
-    redis: { ...r, mode, addresses, db: r.db ?? 0, backoff: r.backoff ?? { initialMs: 100, maxMs: 5000 }, connectTimeoutMs: r.connectTimeoutMs ?? 3000 },
+    redis: connect,
     ...(o.logger ? { logger: o.logger } : {}),
+  };
+}
+
+/** The connection options with their defaults filled in (not checked: resolveRedisOptions does that). */
+export function withConnectDefaults(r: RedisConnectOptions): ResolvedRedisOptions['redis'] {
+  return {
+    ...r,
+    mode: r.mode ?? 'single',
+    addresses: r.addresses?.length ? r.addresses : ['127.0.0.1:6379'],
+    db: r.db ?? 0,
+    backoff: r.backoff ?? { initialMs: 100, maxMs: 5000 },
+    connectTimeoutMs: r.connectTimeoutMs ?? 3000,
   };
 }
 

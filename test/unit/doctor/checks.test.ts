@@ -11,6 +11,7 @@ import {
   checkKey,
   checkLabels,
   checkNetns,
+  checkRedis,
   checkRmemMax,
   checkTableSize,
   checkHashSize,
@@ -131,6 +132,17 @@ describe('config, key, control directory, namespace', () => {
     const weak = checkKey({ mode: 'cert', missing: [], weak: 'security.key /etc/ctsync/node.key is readable by every user; run chmod 600 on it' });
     expect([weak.status, weak.detail]).toEqual(['fail', 'security.key /etc/ctsync/node.key is readable by every user; run chmod 600 on it']);
     expect(checkKey({ mode: 'cert', missing: [] }).status).toBe('ok');
+  });
+
+  it('redis: not used with transport tcp; unreachable or too old fails with transport redis and warns with both', () => {
+    expect(checkRedis({ transport: 'tcp', where: 'single 127.0.0.1:6379' })).toMatchObject({ status: 'ok', detail: 'transport tcp: Redis is not used' });
+    const refused = checkRedis({ transport: 'redis', where: 'single 10.0.0.5:6379, db 20', probe: { reached: false, error: 'ERR DB index is out of range' } });
+    expect([refused.status, refused.detail]).toEqual(['fail', 'single 10.0.0.5:6379, db 20: ERR DB index is out of range']);
+    expect(refused.remedy).toContain('redis.db');
+    expect(checkRedis({ transport: 'both', where: 'single 10.0.0.5:6379', probe: { reached: false, error: 'connect ECONNREFUSED' } }).status).toBe('warn');
+    expect(checkRedis({ transport: 'redis', where: 'single 10.0.0.5:6379', probe: { reached: true, version: '4.0.9' } }).status).toBe('fail');
+    const up = checkRedis({ transport: 'redis', where: 'single 10.0.0.5:6379', probe: { reached: true, version: '7.0.15' } });
+    expect([up.status, up.detail]).toEqual(['ok', 'single 10.0.0.5:6379: Redis 7.0.15 answers']);
   });
 
   it('control directory', () => {
