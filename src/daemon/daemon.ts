@@ -10,7 +10,7 @@ import { compileFilter } from '../sync/filter.js';
 import { TcpTransport, loadCerts, loadPsk } from '../transport/tcp/index.js';
 import { RedisTransport } from '../transport/redis/index.js';
 import { createMacKey, type MacKey } from '../wire/envelope.js';
-import type { Transport } from '../transport/types.js';
+import { parseHostPort, type Transport } from '../transport/types.js';
 import { ControlServer } from '../control/server.js';
 import { ControlError } from '../control/protocol.js';
 import type { Logger } from './log.js';
@@ -26,7 +26,8 @@ import { commitKeys, commitPeerTables, rulesetUsesLabels, type CommitReport } fr
 import { WarmStandby } from '../state/warm.js';
 import { DEFAULT_WRITE_POLICY, type WritePolicy } from '../kernel/write-rules.js';
 
-const hostOf = (hostPort: string) => hostPort.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+/** The host of an address the config already checked. */
+const hostOf = (hostPort: string) => parseHostPort(hostPort)!.host;
 
 export class Daemon {
   readonly startedAt = Date.now();
@@ -343,7 +344,7 @@ function tcpTransport(cfg: Readonly<Config>, log: Logger): Transport {
   return new TcpTransport({
     nodeId: cfg.nodeId,
     clusterId: cfg.clusterId,
-    listen: { host: hostOf(cfg.listen), port: Number(cfg.listen.replace(/^.*:/, '')) },
+    listen: parseHostPort(cfg.listen)!,
     peers: cfg.peers.map((p) => ({ nodeId: p.id, addresses: p.addresses })),
     ...(s.mode === 'insecure' ? { insecure: true } : s.mode === 'psk' ? { tls: { pskFile: s.keyFile } } : { tls: { caFile: s.ca, certFile: s.cert, keyFile: s.key } }),
     heartbeatMs: cfg.link.heartbeat,

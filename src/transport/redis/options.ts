@@ -128,10 +128,8 @@ export function withConnectDefaults(r: RedisConnectOptions): ResolvedRedisOption
   };
 }
 
-function split(hostPort: string): { host: string; port: number } {
-  const m = /^\[?(.*?)\]?:(\d+)$/.exec(hostPort)!;
-  return { host: m[1]!, port: Number(m[2]) };
-}
+/** An address resolveRedisOptions (or the config) already checked, as ioredis takes it. */
+const split = (hostPort: string): { host: string; port: number } => parseHostPort(hostPort)!;
 
 function readFile(path: string, key: string): string {
   try {
