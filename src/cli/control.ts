@@ -44,8 +44,8 @@ export function renderStats(s: DaemonStats): string {
   lines.push(`  ha       role ${h.role}; ${h.ready ? 'ready to take over' : `NOT ready (${h.notReady.join('; ')})`}${h.stale.length ? `; stale copy: ${h.stale.join('; ')}` : ''}${last ? `; last ${last.state} ${last.result} at ${last.at} in ${last.durationMs} ms${last.commit ? ` (committed ${last.commit.entries} in ${last.commit.durationMs} ms)` : ''}` : ''}`);
   const w = h.warm;
   if (w) lines.push(`  warm     ${w.held} peer flows in our kernel, ${w.pending} to write${w.trusted ? '' : ' (events were lost: the takeover writes the whole copy)'}; rounds ${w.rounds}, written ${w.written}, deleted ${w.deleted}, refused ${w.failed}`);
-  const r = s.transport.redis as { status: string; queuedFrames: number; needsResync: boolean; outages: number; resyncsRequested: number } | undefined;
-  if (r) lines.push(`  redis    ${r.status}; ${r.queuedFrames} frames buffered${r.needsResync ? ', buffer overflowed: full resync when Redis is back' : ''}; outages ${r.outages}; resyncs ${r.resyncsRequested}`);
+  const r = s.transport.redis as { status: string; refusal?: string; queuedFrames: number; needsResync: boolean; outages: number; resyncsRequested: number } | undefined;
+  if (r) lines.push(`  redis    ${r.status}${r.refusal ? ` (refused: ${r.refusal})` : ''}; ${r.queuedFrames} frames buffered${r.needsResync ? ', buffer overflowed: full resync when Redis is back' : ''}; outages ${r.outages}; resyncs ${r.resyncsRequested}`);
   const drops = Object.entries(s.drops);
   lines.push(`  drops    ${drops.length ? drops.map(([r, n]) => `${r} ${n}`).join(', ') : 'none'}`);
   return `${lines.join('\n')}\n`;

@@ -342,7 +342,7 @@ export function checkRedis(r: RedisFacts): CheckResult {
   const status = r.transport === 'both' ? 'warn' : 'fail';
   const p = r.probe;
   if (!p?.reached)
-    return { ...base, status, detail: `${r.where}: ${p?.error ?? 'not probed'}`, remedy: 'start Redis there, or fix redis.addresses, redis.username, redis.passwordFile, redis.tls or redis.db; the daemon starts anyway: it retries an unreachable Redis, and goes on in db 0 when redis.db is refused' };
+    return { ...base, status, detail: `${r.where}: ${p?.error ?? 'not probed'}`, remedy: 'start Redis there, or fix redis.addresses, redis.username, redis.passwordFile, redis.tls or redis.db; the daemon starts anyway: it retries an unreachable Redis, or one that refuses redis.db or the user, and writes nothing there until it is accepted' };
   if (Number(p.version?.split('.')[0]) < 5) return { ...base, status, detail: `${r.where}: Redis ${p.version} has no streams`, remedy: 'Redis 5.0 or later (6.0 or later for redis.username)' };
   return { ...base, status: 'ok', detail: `${r.where}: Redis ${p.version ?? '(version unknown)'} answers` };
 }

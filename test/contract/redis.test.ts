@@ -29,15 +29,45 @@ describe.skipIf(!!missing)('redis transport', () => {
 
   runTransportContract('redis (single server, ACL user)', async () => redisPair({ addresses: [server!.address] }));
 
-  it('a database the server does not have is logged as an error, not only at debug level', async () => {
+  it('a database the server refuses is never written to (nor db 0): the transport waits, says why once, and starts when Redis accepts it', async () => {
+    // its own server: an admin user takes SELECT away from the transport's ACL user, then gives it back
+    const srv = await RedisServer.start({ users: ACL_USERS, conf: ['user admin on >admin-pw ~* &* +@all'] });
+    const admin = new Redis({ host: srv.host, port: srv.port, username: 'admin', password: 'admin-pw', lazyConnect: true });
     const cap = captureLogger('info');
-    const { a } = redisPair({ addresses: [server!.address], db: 99 }, { logger: cap.logger });
-    await a.start();
+    const { a } = redisPair({ addresses: [srv.address], db: 5 }, { logger: cap.logger });
+    const keysIn = async (db: number) => (await admin.select(db), await admin.keys('*'));
     try {
-      await until('the refusal logged', () => cap.lines.some((l) => l.level === 50));
-      expect(cap.lines.find((l) => l.level === 50)).toMatchObject({ msg: 'redis refused a command setting up a connection: check redis.db and the ACL user', err: { message: 'ERR DB index is out of range' } });
+      await admin.connect();
+      await admin.acl('SETUSER', ACL.username, '-select');
+      await a.start();
+      await until('the refusal in stats', () => a.stats().redis.refusal !== undefined);
+      await new Promise((r) => setTimeout(r, 600)); // several retries (backoff 20-200 ms)
+      expect(a.stats().redis).toMatchObject({ status: 'connecting', refusal: expect.stringMatching(/^SELECT 5: NOPERM/) });
+      const errors = cap.lines.filter((l) => l.level === 50);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatchObject({ msg: 'redis refused a command setting up a connection: check redis.db and the ACL user; retrying' });
+      expect(await keysIn(0)).toEqual([]);
+      expect(await keysIn(5)).toEqual([]);
+      // a db the server does not have: the same
+      const { a: a99 } = redisPair({ addresses: [srv.address], db: 99 });
+      await admin.acl('SETUSER', ACL.username, '+select');
+      await a99.start();
+      try {
+        await until('the refusal of db 99', () => a99.stats().redis.refusal !== undefined);
+        expect(a99.stats().redis).toMatchObject({ status: 'connecting', refusal: 'SELECT 99: ERR DB index is out of range' });
+      } finally {
+        await a99.stop();
+      }
+      // SELECT allowed again (above): the next retry succeeds, and everything goes to db 5
+      await until('ready', () => a.stats().redis.status === 'ready');
+      expect(a.stats().redis.refusal).toBeUndefined();
+      await until('our keys in db 5', () => a.stats().redis.batches > 0);
+      expect((await keysIn(5)).length).toBeGreaterThan(0);
+      expect(await keysIn(0)).toEqual([]);
     } finally {
       await a.stop();
+      admin.disconnect();
+      await srv.stop();
     }
   });
 
@@ -45,7 +75,6 @@ describe.skipIf(!!missing)('redis transport', () => {
     const ok = await probeRedis({ addresses: [server!.address], ...ACL, db: 3 });
     expect(ok.reached, ok.error).toBe(true);
     expect(ok.version).toMatch(/^\d+\.\d+/);
-    // the transport's own client would go on in db 0 here; the probe says so instead
     expect(await probeRedis({ addresses: [server!.address], ...ACL, db: 99 })).toEqual({ reached: false, error: 'ERR DB index is out of range' });
     const wrong = await probeRedis({ addresses: [server!.address], ...ACL, password: 'not-it' });
     expect(wrong.reached).toBe(false);

@@ -211,18 +211,38 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
 }
 
 /**
- * ioredis listens for its socket's errors with once(): a second error on the same socket (a TLS handshake refused
- * with an alert after the first failure, say) finds no listener and is thrown, which would end the daemon. Each
- * socket the client opens gets a lasting listener as well; the first error still reaches ioredis, which reports it
- * and reconnects.
+ * Two guards on each connection a client opens.
+ *
+ * - ioredis listens for its socket's errors with once(): a second error on the same socket (a TLS handshake refused
+ *   with an alert after the first failure, say) finds no listener and is thrown, which would end the daemon. Each
+ *   socket gets a lasting listener as well; the first error still reaches ioredis, which reports it and reconnects.
+ * - ioredis sends the SELECT of redis.db first on each connection, and when the server refuses it (no such db, an
+ *   ACL user without SELECT) it only emits the error and goes on in db 0. Here the ready check that follows the
+ *   SELECT fails instead, so ioredis drops the connection and retries with the backoff: the client never becomes
+ *   ready, and no command runs, in a db the operator did not choose. The SELECT's answer arrives before the ready
+ *   check's (one connection answers in order); the refusal still reaches the client's 'error' listeners.
  */
 function guardSockets(client: Redis): Redis {
-  const connector = (client as unknown as { connector: { connect: (...a: unknown[]) => Promise<NodeJS.EventEmitter> } }).connector;
+  const internals = client as unknown as {
+    connector: { connect: (...a: unknown[]) => Promise<NodeJS.EventEmitter>; check: (info: unknown) => boolean };
+    select: (db: number) => Promise<unknown>;
+  };
+  const { connector } = internals;
   const connect = connector.connect.bind(connector);
+  const check = connector.check.bind(connector);
+  const select = internals.select.bind(client);
+  let refused = false;
   connector.connect = (...a) =>
     connect(...a).then((socket) => {
+      refused = false;
       socket.on('error', () => {});
       return socket;
     });
+  internals.select = (db) =>
+    select(db).catch((err: unknown) => {
+      refused = true;
+      throw err;
+    });
+  connector.check = (info) => !refused && check(info);
   return client;
 }

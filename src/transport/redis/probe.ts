@@ -7,13 +7,13 @@ export interface RedisProbe {
   reached: boolean;
   /** `redis_version` from INFO server. */
   version?: string;
-  /** Why not, one line: the connection's errors (refused, TLS, WRONGPASS), else the command's (a refused SELECT). */
+  /** Why not, one line: the connection's errors (refused, TLS, WRONGPASS, a refused SELECT), else the timeout's. */
   error?: string;
 }
 
 /**
- * The transport lets ioredis select redis.db as it connects; a server that refuses it only logs an error and the
- * connection goes on in db 0. Here the SELECT is sent by hand, so that a refused one is this probe's answer.
+ * The client selects redis.db as it connects and is never ready when the server refuses it (createClient); the
+ * refusal, like a refused password, reaches the client's error listener and is this probe's answer.
  */
 export async function probeRedis(opts: RedisConnectOptions, timeoutMs?: number): Promise<RedisProbe> {
   const o = withConnectDefaults(opts);
@@ -22,12 +22,11 @@ export async function probeRedis(opts: RedisConnectOptions, timeoutMs?: number):
   let client: RedisClient | undefined;
   let timer: NodeJS.Timeout | undefined;
   try {
-    client = createClient({ ...o, db: 0 }, 'ctsync:doctor');
+    client = createClient(o, 'ctsync:doctor');
     client.on('error', (err: Error) => void (seen.includes(err.message) || seen.push(err.message)));
     const c = client;
     const steps = (async () => {
       await c.connect();
-      if (o.db && o.mode !== 'cluster') await (c as Extract<RedisClient, { select: unknown }>).select(o.db);
       return /^redis_version:(\S+)/m.exec(await c.info('server'))?.[1];
     })();
     const late = new Promise<never>((_, reject) => {

@@ -58,6 +58,8 @@ export interface RedisTransportStats extends TransportStats {
     restarts: number;
     /** Times Redis stopped answering for link.deadAfter with the connection open (a blackholed path): an outage. */
     stalls: number;
+    /** What Redis refused while a connection was set up (the SELECT of redis.db, the ACL user's AUTH), until one is ready. */
+    refusal?: string;
   };
 }
 
@@ -120,6 +122,8 @@ export class RedisTransport implements Transport {
   private readonly keys: NodeKeys;
   private readonly log?: Logger;
   private status: RedisStatus = 'stopped';
+  /** See RedisTransportStats.redis.refusal. */
+  private refusal: string | undefined;
   private main?: RedisClient;
   private inc = '';
   private n = 0;
@@ -180,6 +184,7 @@ export class RedisTransport implements Transport {
     this.needDrain = false;
     this.needsResync = false;
     this.tracker = new SnapshotTracker(this.o.clusterId, this.o.nodeId, this.rt.macKey);
+    this.refusal = undefined;
     this.setStatus('connecting', 'start');
     const main = createClient(this.o.redis, `ctsync:${this.o.nodeId}`, true);
     this.main = main;
@@ -256,6 +261,7 @@ export class RedisTransport implements Transport {
     if (this.status === 'stopped') return;
     // after a sentinel failover the readers may still be on the old master, which serves reads until it is demoted
     if (this.status === 'outage' && this.o.redis.mode === 'sentinel') for (const r of this.readers.values()) r.conn?.disconnect(true);
+    this.refusal = undefined;
     this.setStatus('ready', 'connection ready');
     void this.pump();
     void this.tick();
@@ -310,11 +316,16 @@ export class RedisTransport implements Transport {
 
   /**
    * Connection errors come and go with outages: debug. A command Redis refuses while a connection is set up (the
-   * SELECT of redis.db, the AUTH of the ACL user) is a setting to fix; ioredis carries on without it (db 0).
+   * SELECT of redis.db, the AUTH of the ACL user) is a setting to fix: the connection is dropped and retried with
+   * the backoff (createClient), and each new refusal is logged as an error once, not once per retry.
    */
   private connError(err: Error): void {
-    if (err.name === 'ReplyError') this.log?.error({ err }, 'redis refused a command setting up a connection: check redis.db and the ACL user');
-    else this.log?.debug({ err }, 'redis connection error');
+    if (err.name !== 'ReplyError') return void this.log?.debug({ err }, 'redis connection error');
+    const cmd = (err as Error & { command?: { name: string; args: unknown[] } }).command;
+    const refusal = cmd?.name === 'select' ? `SELECT ${String(cmd.args[0])}: ${err.message}` : err.message;
+    if (refusal === this.refusal) return;
+    this.refusal = refusal;
+    this.log?.error({ err }, 'redis refused a command setting up a connection: check redis.db and the ACL user; retrying');
   }
 
   /**
@@ -639,6 +650,7 @@ export class RedisTransport implements Transport {
         snapshotLoads: { ...this.snapshotLoads },
         gaps: { ...this.gaps },
         ...this.counters,
+        ...(this.refusal ? { refusal: this.refusal } : {}),
       },
     };
   }

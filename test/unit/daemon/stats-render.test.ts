@@ -32,6 +32,13 @@ describe('stats with two paths', () => {
     expect(text).toMatch(/via redis {2}link up, in sync; 220 flows \(complete\), last frame 40 ms ago/);
   });
 
+  test('a Redis that refuses the connection set-up says what it refused', () => {
+    expect(renderStats(doc())).toMatch(/\n {2}redis {4}ready; 0 frames buffered/);
+    const refused = doc();
+    refused.transport.redis = { ...refused.transport.redis, status: 'connecting', refusal: 'SELECT 5: ERR DB index is out of range' };
+    expect(renderStats(refused)).toMatch(/\n {2}redis {4}connecting \(refused: SELECT 5: ERR DB index is out of range\); 0 frames buffered/);
+  });
+
   test('changes held for a congested link show as the peer being behind, in the text and the metrics', () => {
     expect(renderStats(doc())).toMatch(/our changes: caught up/);
     const held = doc();
