@@ -58,6 +58,19 @@ describe.skipIf(!!missing)('redis transport', () => {
       } finally {
         await a99.stop();
       }
+      // a wrong password: refused the same way, and the log keeps the command's name but never its arguments
+      const cap2 = captureLogger('info');
+      const { a: bad } = redisPair({ addresses: [srv.address], password: 'not-the-password' }, { logger: cap2.logger });
+      await bad.start();
+      try {
+        await until('the refused AUTH', () => bad.stats().redis.refusal !== undefined);
+        expect(bad.stats().redis.refusal).toMatch(/^WRONGPASS/);
+        const line = cap2.lines.find((l) => l.level === 50);
+        expect(line).toMatchObject({ err: { command: { name: 'auth' } } });
+        expect(JSON.stringify(cap2.lines)).not.toContain('not-the-password');
+      } finally {
+        await bad.stop();
+      }
       // SELECT allowed again (above): the next retry succeeds, and everything goes to db 5
       await until('ready', () => a.stats().redis.status === 'ready');
       expect(a.stats().redis.refusal).toBeUndefined();

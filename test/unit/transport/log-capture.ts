@@ -2,6 +2,7 @@
 
 import { Writable } from 'node:stream';
 import { pino, type Level, type Logger } from 'pino';
+import { logOptions } from '../../../src/daemon/log.js';
 
 export interface LogLine {
   level: number;
@@ -17,8 +18,9 @@ export function captureLogger(level: Level = 'debug'): { logger: Logger; lines: 
       cb();
     },
   });
-  // The write callback runs synchronously, so a line is in `lines` as soon as the log call returns.
-  const logger = pino({ level }, stream);
+  // The write callback runs synchronously, so a line is in `lines` as soon as the log call returns. The daemon's
+  // options (its error serializer among them), so that tests see what the daemon would write.
+  const logger = pino(logOptions(level), stream);
   return { logger, lines };
 }
 
