@@ -190,11 +190,11 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
       ...(tls ? { dnsLookup: (address, cb) => cb(null, address) } : {}),
     };
     const cluster = new Cluster(o.addresses.map(split), opts);
-    cluster.on('+node', (node: Redis) => guardSockets(node));
+    cluster.on('+node', (node: Redis) => guardConnections(node));
     return cluster;
   }
   if (o.mode === 'sentinel') {
-    return guardSockets(new Redis({
+    return guardConnections(new Redis({
       ...common,
       sentinels: o.addresses.map(split),
       name: o.name!,
@@ -207,7 +207,7 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
       ...(followFailover ? { failoverDetector: true } : {}),
     }));
   }
-  return guardSockets(new Redis({ ...common, ...split(o.addresses[0]!), db: o.db }));
+  return guardConnections(new Redis({ ...common, ...split(o.addresses[0]!), db: o.db }));
 }
 
 /**
@@ -222,7 +222,7 @@ export function createClient(o: ResolvedRedisOptions['redis'], name: string, fol
  *   ready, and no command runs, in a db the operator did not choose. The SELECT's answer arrives before the ready
  *   check's (one connection answers in order); the refusal still reaches the client's 'error' listeners.
  */
-function guardSockets(client: Redis): Redis {
+function guardConnections(client: Redis): Redis {
   const internals = client as unknown as {
     connector: { connect: (...a: unknown[]) => Promise<NodeJS.EventEmitter>; check: (info: unknown) => boolean };
     select: (db: number) => Promise<unknown>;
