@@ -155,7 +155,7 @@ function crossCheck(c: Config, problems: string[], bad: ReadonlySet<string>): vo
   if (ok('link.deadAfter', 'link.heartbeat') && c.link.deadAfter < 2 * c.link.heartbeat)
     problems.push(`link.deadAfter (${c.link.deadAfter} ms) must be at least twice link.heartbeat (${c.link.heartbeat} ms), or one late heartbeat drops the link`);
   if (ok('metrics.listen', 'listen') && c.metrics.listen !== '' && c.metrics.listen === c.listen) problems.push(`metrics.listen: '${c.metrics.listen}' is also the peer link's listen address`);
-  if (ok('transport') && ok('peers') && c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
+  if (ok('transport', 'peers') && c.transport === 'both' && !c.peers.length) problems.push('peers: transport both needs the direct link\'s peers (id and addresses); or use transport redis');
   if (ok('transport') && c.transport !== 'tcp') {
     const ids = c.redis.peers.length ? c.redis.peers : c.peers.map((p) => p.id);
     if (ok('redis.peers', 'peers') && !ids.length) problems.push(`redis.peers: transport ${c.transport} needs the other nodes' ids (redis.peers, or peers)`);

@@ -121,7 +121,6 @@ export const TCP_DEFAULTS = Object.freeze({
   maxQueuedBytes: 64 * 1024 * 1024,
 });
 
-
 /** Validates and fills defaults. Throws one CTS_ERR_CONFIG_INVALID naming every bad key. */
 export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
   const bad: string[] = [];
