@@ -3,6 +3,7 @@
 //
 //   node dist/bench/trickle.js [--rates 1000,10000,50000] [--seconds 5] [--warmup 15] [--impl both|conntrackd|ctsync]
 //                              [--prefix ctsp-] [--sync 'coalesce: 10'] (extra keys for ctsync's `sync` section)
+//                              [--idle 18] (seconds of the idle window)
 //
 // At rate R the writer creates R/1000 entries per millisecond (one netlink datagram each ms, never a burst): first
 // for --warmup seconds unmeasured (a fresh Node process compiles its hot paths meanwhile: without it a 5 s window at
@@ -12,7 +13,10 @@
 // the active's CPU (all threads; ctsync's main thread and the others apart), the standby's, and ctsync's frames;
 // and the tail: from the writer's last insert until the standby answers that it holds all (polled every 2 ms), which
 // for ctsync is about how long its reader held the last changes (sync.coalesce).
-// Idle: CPU per second of both daemons over 5 s without traffic, after 3 s of settling. Never a test: figures only.
+// Idle: CPU per second of both daemons over --idle seconds without traffic, from 10 s after the link came up (a
+// fresh Node process still compiles and collects for a few seconds after start: a 5 s window from 3 s, the earlier
+// one, read 9-13 ms/s in some runs), so the default window ends before ctsync's first timeout-refresh dump (30 s).
+// Never a test: figures only.
 import { performance } from 'node:perf_hooks';
 import { Lab } from '../src/lab/netns.js';
 import { Conntrack, SeqRange, type Datagram } from '../src/kernel/conntrack.js';
@@ -29,10 +33,11 @@ interface Args {
   impls: string[];
   prefix: string;
   sync: string;
+  idle: number;
 }
 
 function args(): Args {
-  const a: Args = { rates: [1000, 10_000, 50_000], seconds: 5, warmup: 15, impls: ['conntrackd', 'ctsync'], prefix: 'ctsp-', sync: '' };
+  const a: Args = { rates: [1000, 10_000, 50_000], seconds: 5, warmup: 15, impls: ['conntrackd', 'ctsync'], prefix: 'ctsp-', sync: '', idle: 18 };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1] ?? ''];
@@ -42,10 +47,11 @@ function args(): Args {
     else if (k === '--impl') a.impls = v === 'both' ? ['conntrackd', 'ctsync'] : [v];
     else if (k === '--prefix') a.prefix = v;
     else if (k === '--sync') a.sync = v;
-    else throw new Error(`unknown option ${k}; use --rates R1,R2 --seconds S --warmup S --impl both|conntrackd|ctsync --prefix P --sync 'KEY: VALUE'`);
+    else if (k === '--idle') a.idle = Number(v);
+    else throw new Error(`unknown option ${k}; use --rates R1,R2 --seconds S --warmup S --impl both|conntrackd|ctsync --prefix P --sync 'KEY: VALUE' --idle S`);
   }
-  if (a.rates.some((r) => !(r >= 1000 && r % 1000 === 0)) || !(a.seconds > 0) || !(a.warmup >= 0) || a.impls.some((i) => !IMPLS[i])) {
-    throw new Error('--rates takes multiples of 1000 (entries/s), --seconds a positive number, --warmup zero or more, --impl both, conntrackd or ctsync');
+  if (a.rates.some((r) => !(r >= 1000 && r % 1000 === 0)) || !(a.seconds > 0) || !(a.warmup >= 0) || !(a.idle > 0) || a.impls.some((i) => !IMPLS[i])) {
+    throw new Error('--rates takes multiples of 1000 (entries/s), --seconds and --idle a positive number, --warmup zero or more, --impl both, conntrackd or ctsync');
   }
   return a;
 }
@@ -87,10 +93,10 @@ async function measure(impl: string, rate: number, a: Args): Promise<Record<stri
   try {
     const pair = impl === 'ctsync' ? await ctsyncPair(lab, { capacity: warm + n, syncYaml: a.sync }) : await IMPLS[impl]!(lab, { capacity: warm + n });
     try {
-      await sleep(3000); // start-up, first dump, link up
+      await sleep(10_000); // start-up, first dump, link up, then the compiles and collections that follow a start
       const i0 = [cpuSeconds(pair.activePid), cpuSeconds(pair.standbyPid)];
-      await sleep(5000);
-      const idle = [cpuSeconds(pair.activePid) - i0[0]!, cpuSeconds(pair.standbyPid) - i0[1]!].map((s) => Number(((s * 1000) / 5).toFixed(2)));
+      await sleep(a.idle * 1000);
+      const idle = [cpuSeconds(pair.activePid) - i0[0]!, cpuSeconds(pair.standbyPid) - i0[1]!].map((s) => Number((s / a.idle * 1000).toFixed(2)));
       const holdsAll = (count: number) => pollUntil(() => pair.peerTableSize(), (v) => v >= count, { intervalMs: 2, timeoutMs: 60_000 });
       // a daemon that has run for a while: its hot paths compiled (a fresh Node process compiles them during the
       // first seconds of traffic, on other threads, which would count as the trickle's cost)

@@ -348,6 +348,7 @@ function tcpTransport(cfg: Readonly<Config>, log: Logger): Transport {
     peers: cfg.peers.map((p) => ({ nodeId: p.id, addresses: p.addresses })),
     ...(s.mode === 'insecure' ? { insecure: true } : s.mode === 'psk' ? { tls: { pskFile: s.keyFile } } : { tls: { caFile: s.ca, certFile: s.cert, keyFile: s.key } }),
     heartbeatMs: cfg.link.heartbeat,
+    callerHeartbeats: true, // the sync engine beats every link.heartbeat
     deadAfterMs: cfg.link.deadAfter,
     maxFrameBytes: cfg.link.maxFrame,
     logger: log.child({ c: 'link' }),

@@ -52,6 +52,11 @@ export interface TcpTransportOptions {
   insecure?: boolean;
   /** Send a heartbeat when nothing else was sent for 1.25 × this, ms (the sync engine beats every heartbeatMs). Default 1000. */
   heartbeatMs?: number;
+  /**
+   * The caller writes a frame every heartbeatMs while a link is up (the sync engine's heartbeat), so the transport
+   * sends none of its own and its timer wakes for deadlines only. Default false.
+   */
+  callerHeartbeats?: boolean;
   /** No bytes received for this long → the link is down, ms. Default 3000; must be ≥ 2 × heartbeatMs. */
   deadAfterMs?: number;
   /** TCP connect + TLS handshake must finish within this, ms. Default 3000. */
@@ -97,6 +102,7 @@ export interface ResolvedTcpOptions {
   tls: TcpSecurityOptions;
   insecure: boolean;
   heartbeatMs: number;
+  callerHeartbeats: boolean;
   deadAfterMs: number;
   connectTimeoutMs: number;
   helloTimeoutMs: number;
@@ -111,6 +117,7 @@ export const TCP_DEFAULTS = Object.freeze({
   listen: Object.freeze({ host: '0.0.0.0', port: 7801 }),
   insecure: false,
   heartbeatMs: 1000,
+  callerHeartbeats: false,
   deadAfterMs: 3000,
   connectTimeoutMs: 3000,
   helloTimeoutMs: 5000,
@@ -184,6 +191,7 @@ export function resolveTcpOptions(o: TcpTransportOptions): ResolvedTcpOptions {
     tls,
     insecure,
     heartbeatMs,
+    callerHeartbeats: o.callerHeartbeats ?? TCP_DEFAULTS.callerHeartbeats,
     deadAfterMs,
     connectTimeoutMs: posInt('connectTimeoutMs', o.connectTimeoutMs, TCP_DEFAULTS.connectTimeoutMs),
     helloTimeoutMs: posInt('helloTimeoutMs', o.helloTimeoutMs, TCP_DEFAULTS.helloTimeoutMs),

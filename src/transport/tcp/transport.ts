@@ -750,15 +750,17 @@ export class TcpTransport implements Transport {
 
   /**
    * When a connection next needs looking at: its connect or hello deadline; once up, a heartbeat or link-down check.
-   * Our heartbeat is due after 1.25 × heartbeatMs of silence, not heartbeatMs: the sync engine writes its own every
-   * heartbeatMs, and ours, due at the same moment, went out beside it (a second record and read on both nodes for
-   * nothing). A link nothing else writes to still beats well inside deadAfterMs (≥ 2 × heartbeatMs).
+   * Our heartbeat is due after 1.25 × heartbeatMs of silence, not heartbeatMs: a caller beating every heartbeatMs
+   * would otherwise get ours beside its own. A caller that says it beats (callerHeartbeats, the daemon's sync engine)
+   * gets none: a timer armed for 1.25 × heartbeatMs after each write fired 0.25 × heartbeatMs after every beat of
+   * its, to find nothing due (an idle daemon's CPU is its wake-ups); link-down checks alone wake about once per deadAfterMs.
    */
   private dueOf(c: Conn): number {
     const o = this.opts;
     if (!c.securedAt) return c.openedAt + o.connectTimeoutMs;
     if (!c.up) return c.securedAt + o.helloTimeoutMs;
-    return Math.min(c.lastRx + o.deadAfterMs, c.lastTx + o.heartbeatMs + Math.floor(o.heartbeatMs / 4));
+    const dead = c.lastRx + o.deadAfterMs;
+    return o.callerHeartbeats ? dead : Math.min(dead, c.lastTx + o.heartbeatMs + Math.floor(o.heartbeatMs / 4));
   }
 
   /** Connect and hello deadlines, link-down detection, and a heartbeat on a link nothing was written to for a while (dueOf). */

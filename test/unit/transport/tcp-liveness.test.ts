@@ -109,6 +109,32 @@ describe('liveness', () => {
     expect(rb.state('fw-a')).toBe('up');
   });
 
+  it('with callerHeartbeats, sends none of its own and wakes about once per deadAfterMs, yet still finds a silent peer dead', async () => {
+    // The daemon's sync engine beats on the link itself; a timer armed 1.25 beats after each write woke the daemon
+    // a quarter beat after every beat, to find nothing due.
+    const armed: number[] = [];
+    const clock = { ...systemClock, setTimeout: (fn: () => void, ms: number) => (armed.push(ms), systemClock.setTimeout(fn, ms)) };
+    const { b, rb, s, received } = await setup(clock, { heartbeatMs: 50, deadAfterMs: 200 }, { callerHeartbeats: true });
+    s.write(hello());
+    await waitFor('up', () => rb.state('fw-a') === 'up');
+    const hb = Buffer.concat(encodeLinkFrame(LinkFrame.Heartbeat));
+    const [armedAtUp, start] = [armed.length, received.length];
+    for (let i = 0; i < 16; i++) {
+      s.write(hb);
+      b.send(Buffer.from('beat')); // the caller's heartbeat
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const got = received.slice(start);
+    expect(got.filter((t) => t === LinkFrame.Data)).toHaveLength(16);
+    expect(got.filter((t) => t === LinkFrame.Heartbeat)).toHaveLength(0);
+    // 800 ms of a 200 ms deadAfterMs: 4 dead checks (re-armed as the peer's bytes keep moving it), one spare; a
+    // timer per beat of ours would be 16
+    expect(armed.length - armedAtUp).toBeLessThanOrEqual(5);
+    expect(rb.state('fw-a')).toBe('up');
+    await waitFor('dead', () => rb.state('fw-a') === 'down');
+    expect(rb.links.at(-1)!.reason).toBe('dead');
+  });
+
   it('drops the link of a peer whose queue would pass maxQueuedBytes, so it never gets a frame sent after a lost one', async () => {
     const { b, rb, s, data } = await setup(undefined, undefined, { maxQueuedBytes: 1 << 20 });
     s.write(hello());
