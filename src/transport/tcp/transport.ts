@@ -751,9 +751,10 @@ export class TcpTransport implements Transport {
   /**
    * When a connection next needs looking at: its connect or hello deadline; once up, a heartbeat or link-down check.
    * Our heartbeat is due after 1.25 × heartbeatMs of silence, not heartbeatMs: a caller beating every heartbeatMs
-   * would otherwise get ours beside its own. A caller that says it beats (callerHeartbeats, the daemon's sync engine)
-   * gets none: a timer armed for 1.25 × heartbeatMs after each write fired 0.25 × heartbeatMs after every beat of
-   * its, to find nothing due (an idle daemon's CPU is its wake-ups); link-down checks alone wake about once per deadAfterMs.
+   * would otherwise get ours beside its own. A caller that beats (callerHeartbeats: the daemon's sync engine) gets
+   * none, and no timer for one: armed 1.25 × heartbeatMs after a write, it fired a quarter heartbeat after each of
+   * the caller's beats to find nothing due (an idle daemon's CPU is its wake-ups). Link-down checks alone wake about
+   * once per deadAfterMs.
    */
   private dueOf(c: Conn): number {
     const o = this.opts;
