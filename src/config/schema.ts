@@ -29,6 +29,8 @@ const wholeMs = (min: number) => (v: unknown) => (Number.isInteger(v) && (v as n
 const offOrAtLeast = (min: number, unit: string) => (v: unknown) => (v === 0 || (v as number) >= min ? undefined : `must be 0 (off) or at least ${unit}`);
 /** sun_path holds 108 bytes with the terminating NUL. */
 const socketPath = (v: unknown) => (Buffer.byteLength(String(v)) <= 107 ? undefined : 'must be at most 107 bytes (a UNIX socket path)');
+/** Where the Redis send buffer reports backpressure, as the config writes sizes. */
+const HIGH_WATER = `${REDIS_HIGH_WATER_BYTES / (1 << 20)}MiB`;
 const range = (lo: number, hi: number) => (v: unknown) => ((v as number) >= lo && (v as number) <= hi ? undefined : `must be between ${lo} and ${hi}`);
 /** A list whose every item passes `item`; names each item that does not. */
 const each = (item: (s: string) => string | undefined) => (v: unknown) => (v as string[]).map(item).filter(Boolean).join('; ') || undefined;
@@ -103,7 +105,7 @@ export const SCHEMA = {
   'redis.tls.servername': { type: 'string', doc: 'Name expected in the server certificate, when it differs from the address.' },
   'redis.peers': { type: 'string[]', default: [], doc: 'Node ids whose streams this node reads; empty = the ids of `peers`.', check: each(listedId) },
   'redis.maxLen': { type: 'int', default: 100000, doc: 'Approximate length cap of this node\'s stream (XADD MAXLEN ~). A reader further behind reloads the snapshot (a full resync), so shorter costs memory less and resyncs more.', check: range(10, 1e9) },
-  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: 'Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back. More than 8MiB, where the buffer reports backpressure.', check: (v) => ((v as number) > REDIS_HIGH_WATER_BYTES ? undefined : 'must be more than 8MiB (8388608), where the send buffer reports backpressure') },
+  'redis.maxBuffer': { type: 'size', default: 64 << 20, doc: `Bytes of frames kept through a Redis outage; past a quarter of it new changes wait in the engine, one entry per flow; beyond it frames are dropped and the whole table is republished when Redis is back. More than ${HIGH_WATER}, where the buffer reports backpressure.`, check: (v) => ((v as number) > REDIS_HIGH_WATER_BYTES ? undefined : `must be more than ${HIGH_WATER} (${REDIS_HIGH_WATER_BYTES}), where the send buffer reports backpressure`) },
 
   'link.heartbeat': { type: 'duration', default: 500, doc: 'Heartbeat interval on the peer link (ms; at least 10ms).', check: wholeMs(10) },
   'link.deadAfter': { type: 'duration', default: 2000, doc: 'The link is down after this long without a byte (ms; at least twice link.heartbeat, or one late heartbeat drops the link).', check: wholeMs(20) },
