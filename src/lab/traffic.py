@@ -406,6 +406,87 @@ def ftp_client(a):
     signal.pause()
 
 
+# --- A flaky wire (nfnetlink_queue; this kernel has no sch_netem) ----------------------------------------------
+
+NFNL_SUBSYS_QUEUE = 3
+NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
+NFQA_PACKET_HDR, NFQA_VERDICT_HDR = 1, 2
+NFQA_CFG_CMD, NFQA_CFG_PARAMS = 1, 2
+NFQNL_CFG_CMD_BIND, NFQNL_COPY_META = 1, 1
+NF_DROP, NF_ACCEPT = 0, 1
+NLMSG_ERROR = 2
+
+
+def nfq_message(kind, queue, attrs, flags):
+    body = struct.pack("!BBH", socket.AF_UNSPEC, 0, queue)  # nfgenmsg: res_id = queue number, network order
+    for atype, value in attrs:
+        attr = struct.pack("=HH", 4 + len(value), atype) + value  # nlattr header: host order
+        body += attr + b"\0" * (-len(attr) % 4)
+    return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_QUEUE << 8) | kind, flags, 0, 0) + body
+
+
+def nfq_config(s, queue, attrs):
+    s.send(nfq_message(NFQNL_MSG_CONFIG, queue, attrs, 1 | 4))  # NLM_F_REQUEST | NLM_F_ACK
+    reply = s.recv(65536)
+    _, mtype = struct.unpack_from("=IH", reply)
+    err = struct.unpack_from("=i", reply, 16)[0] if mtype == NLMSG_ERROR else 0
+    if err:
+        raise OSError(-err, f"nfqueue config of queue {queue}: {os.strerror(-err)}")
+
+
+def flaky_link(a):
+    """Takes the packets nftables queues to --queue and drops --drop percent of them, holds --hold percent back for
+    --hold-ms (so the packets after them overtake them) and passes the rest at once. Prints "stats PASSED DROPPED
+    HELD" whenever the counts change, at most every 50 ms."""
+    import heapq
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+    s.bind((0, 0))
+    nfq_config(s, a.queue, [(NFQA_CFG_CMD, struct.pack("!BBH", NFQNL_CFG_CMD_BIND, 0, 0))])
+    nfq_config(s, a.queue, [(NFQA_CFG_PARAMS, struct.pack("!IB", 0, NFQNL_COPY_META))])
+    rng = random.Random(a.seed)
+    held = []  # (due, packet id)
+    counts = [0, 0, 0]
+    shown, shown_at = None, 0.0
+
+    def verdict(pid, v):
+        s.send(nfq_message(NFQNL_MSG_VERDICT, a.queue, [(NFQA_VERDICT_HDR, struct.pack("!II", v, pid))], 1))
+
+    out("ready")
+    while True:
+        now = time.monotonic()
+        while held and held[0][0] <= now:
+            verdict(heapq.heappop(held)[1], NF_ACCEPT)
+        if counts != shown and now - shown_at >= 0.05:
+            out("stats %d %d %d" % tuple(counts))
+            shown, shown_at = list(counts), now
+        wait = min(held[0][0] - now if held else 0.05, 0.05)
+        if not select.select([s], [], [], max(wait, 0))[0]:
+            continue
+        data = s.recv(262144)
+        off = 0
+        while off + 16 <= len(data):
+            length, mtype = struct.unpack_from("=IH", data, off)
+            if mtype == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
+                at = off + 20
+                while at + 4 <= off + length:
+                    alen, atype = struct.unpack_from("=HH", data, at)
+                    if atype & 0x7FFF == NFQA_PACKET_HDR:
+                        pid = struct.unpack_from("!I", data, at + 4)[0]
+                        roll = rng.random() * 100
+                        if roll < a.drop:
+                            verdict(pid, NF_DROP)
+                            counts[1] += 1
+                        elif roll < a.drop + a.hold:
+                            heapq.heappush(held, (time.monotonic() + a.hold_ms / 1000, pid))
+                            counts[2] += 1
+                        else:
+                            verdict(pid, NF_ACCEPT)
+                            counts[0] += 1
+                        break
+                    at += max(4, (alen + 3) & ~3)
+            off += max(16, (length + 3) & ~3)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -435,6 +516,9 @@ def main():
     add("sctp-client", sctp_client, host, port, hold, ("--sport", {"type": int, "default": 0}))
     add("ftp-server", ftp_server, port, ("--data-port", {"type": int, "default": 50000}),
         ("--advertise", {"required": True}))
+    add("flaky-link", flaky_link, ("--queue", {"type": int, "required": True}),
+        ("--drop", {"type": float, "default": 0}), ("--hold", {"type": float, "default": 0}),
+        ("--hold-ms", {"type": float, "default": 30}), ("--seed", {"type": int, "default": None}))
     add("ftp-client", ftp_client, host, port, ("--open-data", {"action": "store_true"}))
     a = p.parse_args()
     # SIGTERM from LabProcess.stop(): exit quietly.

@@ -299,6 +299,41 @@ export async function udpStream(lab: Lab, e: Endpoints & { intervalMs?: number }
   };
 }
 
+export interface FlakyLinkStats {
+  /** Packets passed at once, dropped, and held back (then passed), so far. */
+  passed: number;
+  dropped: number;
+  held: number;
+}
+
+export interface FlakyLink extends Stoppable {
+  readonly stats: FlakyLinkStats;
+}
+
+/**
+ * Makes what ns sends out of ifname cross a flaky wire, as tc netem would (this kernel has none): an iptables
+ * NFQUEUE rule hands each IPv4 packet to traffic.py, which drops dropPercent of them, holds holdPercent back for
+ * holdMs so that the packets sent after them overtake them, and passes the rest. The packets are lost or reordered
+ * after the sender's TCP has sent them, as on a wire. stop() removes the rule.
+ */
+export async function flakyLink(lab: Lab, ns: string, o: { ifname: string; queue: number; dropPercent: number; holdPercent: number; holdMs: number }): Promise<FlakyLink> {
+  const stats: FlakyLinkStats = { passed: 0, dropped: 0, held: 0 };
+  const args = ['flaky-link', '--queue', o.queue, '--drop', o.dropPercent, '--hold', o.holdPercent, '--hold-ms', o.holdMs];
+  const proc = await spawnReady(lab, ns, args, (line) => {
+    const [kind, passed, dropped, held] = line.split(' ');
+    if (kind === 'stats') Object.assign(stats, { passed: Number(passed), dropped: Number(dropped), held: Number(held) });
+  });
+  const rule = ['OUTPUT', '-o', o.ifname, '-j', 'NFQUEUE', '--queue-num', String(o.queue), '--queue-bypass'];
+  await lab.exec(ns, ['iptables', '-A', ...rule]);
+  return {
+    stats,
+    async stop() {
+      await lab.exec(ns, ['iptables', '-D', ...rule], { allowFail: true });
+      await proc.stop();
+    },
+  };
+}
+
 /**
  * Resolves once `ready()` is true, re-checked whenever a waiter in `waiters` is called (each output line of a
  * stream); rejects when `ready()` throws, or with `timeout()`'s message after `timeoutMs`.
