@@ -435,9 +435,10 @@ def nfq_config(s, queue, attrs):
 
 
 def flaky_link(a):
-    """Takes the packets nftables queues to --queue and drops --drop percent of them, holds --hold percent back for
-    --hold-ms (so the packets after them overtake them) and passes the rest at once. Prints "stats PASSED DROPPED
-    HELD" whenever the counts change, at most every 50 ms."""
+    """Takes the packets an iptables NFQUEUE rule queues to --queue (this kernel lacks nft's queue statement),
+    drops --drop percent of them, holds --hold percent back for --hold-ms (so the packets after them overtake them)
+    and passes the rest at once. Prints "stats PASSED DROPPED HELD" whenever the counts change, at most every
+    50 ms."""
     import heapq
     s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
     s.bind((0, 0))

@@ -359,7 +359,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
       expect(w.counts.created).toBe(N);
       // the peer table also holds the flows earlier tests left, so its size alone can reach N with a few of ours
       // still on the way: count ours in its dump (once the size says they may all be there)
-      const end = Date.now() + 40_000;
+      const end = Date.now() + 60_000;
       const ours = async () => {
         const doc = ((await request(standby.sock, 'dump', { table: 'peer', peer: 'fw1' })) as { document: string }).document;
         return (JSON.parse(doc) as { flows: { orig?: { dst?: string } }[] }).flows.filter((f) => f.orig?.dst === '172.31.0.1').length;
