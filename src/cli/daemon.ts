@@ -1,4 +1,4 @@
-// `ctsync daemon`: load and check the config, then run in the foreground until SIGTERM/SIGINT.
+// `ctsync daemon`: load and check the config, then run in the foreground until SIGTERM/SIGINT (SIGHUP is ignored).
 import type { Argv, CommandModule } from 'yargs';
 import { loadConfig, ConfigError } from '../config/load.js';
 import { SCHEMA, type KeySpec } from '../config/schema.js';
@@ -30,6 +30,9 @@ export const daemonCommand: CommandModule = {
       throw err;
     }
     const log = createLogger(cfg.log.level, cfg.nodeId);
+    // Node would exit on SIGHUP, and systemd counts that as a clean exit, so Restart=on-failure would leave the node
+    // unsynced (and in FAULT) for good. Operators send HUP to reload; there is no reload, so say so and go on.
+    process.on('SIGHUP', () => log.warn({ signal: 'SIGHUP' }, 'SIGHUP ignored: ctsync does not reload its config; restart it to apply a change (systemctl restart ctsync)'));
     let daemon: Daemon | undefined;
     try {
       daemon = new Daemon(cfg, log);

@@ -48,9 +48,10 @@ export function runCtsync(args: string[], input?: string, timeoutMs = 60_000): P
   });
 }
 
-/** `ctsync daemon -c conf` in ns, once its control socket at sock answers (10 s, else the error shows its stderr). */
-export async function startDaemon(lab: Lab, ns: string, conf: string, sock: string): Promise<LabProcess> {
-  const proc = lab.spawn(ns, [process.execPath, CTSYNC_BIN, 'daemon', '-c', conf]);
+/** `ctsync daemon -c conf` in ns, once its control socket at sock answers (10 s, else the error shows its stderr);
+ * onLogLine gets each line of its log (pino JSON on stderr). */
+export async function startDaemon(lab: Lab, ns: string, conf: string, sock: string, onLogLine?: (line: string) => void): Promise<LabProcess> {
+  const proc = lab.spawn(ns, [process.execPath, CTSYNC_BIN, 'daemon', '-c', conf], { onErrLine: onLogLine });
   for (const until = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 100))) {
     try {
       await request(sock, 'stats');

@@ -30,6 +30,8 @@ interface Node {
   conf: string;
   sock: string;
   proc?: LabProcess;
+  /** The running daemon's log lines (pino JSON). */
+  log?: string[];
 }
 
 describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => {
@@ -64,7 +66,8 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   }
 
   async function start(n: Node): Promise<void> {
-    n.proc = await startDaemon(lab, n.ns, n.conf, n.sock);
+    const log: string[] = (n.log = []);
+    n.proc = await startDaemon(lab, n.ns, n.conf, n.sock, (l) => log.push(l));
   }
 
   async function stop(n: Node, signal: 'TERM' | 'KILL' = 'TERM'): Promise<void> {
@@ -244,6 +247,20 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     }
     await expectConverged('after the faults end');
   }, 100_000);
+
+  test('SIGHUP stops neither daemon: each logs that it does not reload, and syncing goes on', async () => {
+    for (const n of [active, standby]) process.kill(n.proc!.pid, 'SIGHUP');
+    const hup = (n: Node) => n.log!.filter((l) => l.includes('"signal":"SIGHUP"')).map((l) => JSON.parse(l) as { level: number; msg: string })[0];
+    const end = Date.now() + 5000;
+    while ([active, standby].some((n) => !hup(n)) && Date.now() < end) await sleep(100);
+    for (const n of [active, standby]) {
+      expect(hup(n), `${n.ns}'s log`).toMatchObject({ level: 40, msg: expect.stringMatching(/does not reload its config; restart it/) });
+      // still running (its control socket answers) and still linked to its peer
+      expect(((await request(n.sock, 'stats')) as DaemonStats).peers[0]!.link).toBe('up');
+    }
+    await churn(5);
+    await expectConverged('after SIGHUP');
+  });
 
   test('an event overrun on the active is repaired by a dump and the standby still converges', async () => {
     await stop(active);
