@@ -42,17 +42,16 @@ const cidr = (c: string) => {
 const zone = (z: string) => (/^\d+$/.test(z) && Number(z) <= 0xffff ? undefined : `'${z}' must be a zone number 0..65535`);
 const mark = (m: string) =>
   !/^(0x[0-9a-f]+|\d+)(\/(0x[0-9a-f]+|\d+))?$/i.test(m) ? `'${m}' must be VALUE or VALUE/MASK` : m.split('/').some((x) => Number(x) > 0xffffffff) ? `'${m}' does not fit the 32-bit mark` : undefined;
-const listedHostPort = (a: string) => (parseHostPort(a) ? undefined : `'${a}' must be HOST:PORT (port 1-65535)`);
+/** An item of a list of addresses; `owner` says whose it is in a list of lists (" of fw2"). */
+const hostPortItem = (a: string, owner = '') => (parseHostPort(a) ? undefined : `'${a}'${owner} must be HOST:PORT (port 1-65535)`);
+const listedHostPort = (a: string) => hostPortItem(a);
 const listedId = (i: string) => (ID_RE.test(i) ? undefined : `'${i}' must be ${ID_RULE}`);
 const peerList = (v: unknown) => {
   const peers = v as { id: string; addresses: string[] }[];
   const ids = peers.map((p) => p.id);
-  const problems = peers.flatMap((p) => [
-    ...(ID_RE.test(p.id) ? [] : [`id '${p.id}' must be ${ID_RULE}`]),
-    ...p.addresses.filter((a) => !parseHostPort(a)).map((a) => `'${a}' of ${p.id} must be HOST:PORT (port 1-65535)`),
-  ]);
+  const problems = peers.flatMap((p) => [listedId(p.id) && `id ${listedId(p.id)}`, ...p.addresses.map((a) => hostPortItem(a, ` of ${p.id}`))]);
   if (new Set(ids).size !== ids.length) problems.push('the same id appears twice');
-  return problems.join('; ') || undefined;
+  return problems.filter(Boolean).join('; ') || undefined;
 };
 
 export const PROTOCOLS = ['tcp', 'udp', 'udplite', 'icmp', 'icmpv6', 'sctp', 'dccp', 'gre'];
