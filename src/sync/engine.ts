@@ -32,7 +32,8 @@ export interface SyncOptions {
   macKey?: MacKey;
   /** Entries per frame: ~28 B each on the wire. */
   entriesPerFrame?: number;
-  /** Frames remembered for resume; a longer gap costs a full bulk. */
+  /** Frames remembered for resume; a longer gap costs a full bulk (so does one whose frames carried more than twice
+   * as many keys as the table holds). */
   resumeFrames?: number;
 }
 
@@ -83,6 +84,8 @@ interface Tx {
   acked: number; // highest of our seqs the peer acknowledged
   ackedAt: number;
   helloDone: boolean;
+  /** The peer has had a hello from this session: until it acknowledges, the log keeps what it may lack. */
+  joined: boolean;
 }
 
 interface LogFrame {
@@ -176,6 +179,11 @@ export class SyncEngine {
   private stopped = false;
   private readonly perFrame: number;
   private readonly resumeFrames: number;
+  /** Keys the log's frames carry, in all. */
+  private logKeys = 0;
+  /** When the newest frame dropped from the log was sent: the lag of a peer whose oldest unacknowledged frames went
+   * is at least the time since then. */
+  private trimmedAt = 0;
   private readonly durable?: Transport & DurableReplay;
   /** Send-path scratch, reused by every frame (single-threaded; sendKeys never re-enters itself). */
   private readonly batch = new EntryBatch();
@@ -450,8 +458,21 @@ export class SyncEngine {
   private nextSeq(keys: string[]): number {
     const seq = ++this.seq;
     this.log.push({ seq, at: this.clock.now(), keys });
-    if (this.log.length > this.resumeFrames) this.log.splice(0, this.log.length - this.resumeFrames);
+    this.logKeys += keys.length;
+    // the oldest frames go, acknowledged or not, past resumeFrames frames or twice the table's keys (plus a frame),
+    // so that a peer that stays away holds no more than that here; when it comes back it gets a full bulk
+    const maxKeys = 2 * this.local.size + this.perFrame;
+    let drop = 0;
+    for (let keys = this.logKeys; this.log.length - drop > this.resumeFrames || (keys > maxKeys && drop < this.log.length - 1); ) keys -= this.log[drop++].keys.length;
+    if (drop) this.forget(drop);
     return seq;
+  }
+
+  /** Drops the log's oldest n frames. */
+  private forget(n: number): void {
+    for (let i = 0; i < n; i++) this.logKeys -= this.log[i].keys.length;
+    this.trimmedAt = this.log[n - 1].at;
+    this.log.splice(0, n);
   }
 
   private send(env: pb.IEnvelope): boolean {
@@ -605,13 +626,11 @@ export class SyncEngine {
   private housekeeping(): void {
     const now = this.clock.now();
     for (const r of this.rx.values()) r.table.expire(now);
-    // acks let us forget what peers hold
-    const acked = Math.min(...[...this.tx.values()].filter((t) => t.helloDone).map((t) => t.acked), this.seq);
-    if (Number.isFinite(acked)) {
-      let drop = 0;
-      while (drop < this.log.length && this.log[drop].seq <= acked) drop++;
-      if (drop) this.log.splice(0, drop);
-    }
+    // acks let us forget what peers hold; what a peer whose link is down has not acknowledged stays, for its resume
+    const acked = Math.min(...[...this.tx.values()].filter((t) => t.joined).map((t) => t.acked), this.seq);
+    let drop = 0;
+    while (drop < this.log.length && this.log[drop].seq <= acked) drop++;
+    if (drop) this.forget(drop);
     this.sendAcks();
   }
 
@@ -629,7 +648,7 @@ export class SyncEngine {
   private txOf(nodeId: string): Tx {
     let t = this.tx.get(nodeId);
     if (!t) {
-      t = { state: 'connecting', since: this.clock.now(), acked: 0, ackedAt: 0, helloDone: false };
+      t = { state: 'connecting', since: this.clock.now(), acked: 0, ackedAt: 0, helloDone: false, joined: false };
       this.tx.set(nodeId, t);
     }
     return t;
@@ -667,13 +686,16 @@ export class SyncEngine {
     const t = this.txOf(peer.nodeId);
     if (state === 'up' && this.durable) {
       // the peer reads our stream and snapshot: nothing to negotiate
-      t.helloDone = true;
+      t.helloDone = t.joined = true;
       this.setState(peer.nodeId, 'in_sync', reason ?? 'link up (durable transport)');
     } else if (state === 'up') {
       t.helloDone = false;
       this.setState(peer.nodeId, 'handshake', reason ?? 'link up');
-      // our resume point: the peer re-sends what we may have missed since lastSeq of its session
-      this.send({ hello: { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, session: this.session, peerSession: rx.session, lastSeq: rx.lastSeq, maxFrameBytes: this.opts.maxFrameBytes } });
+      // our resume point: the peer re-sends what we may have missed since lastSeq of its session. A bulk we were
+      // in the middle of cannot be resumed (a resume re-sends entries, not the bulk's end, which drops what the bulk
+      // did not list): no session to resume then, so the peer starts a full bulk
+      const peerSession = rx.bulkId ? 0 : rx.session;
+      this.send({ hello: { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, session: this.session, peerSession, lastSeq: rx.lastSeq, maxFrameBytes: this.opts.maxFrameBytes } });
     } else {
       t.helloDone = false;
       this.setState(peer.nodeId, state === 'connecting' ? 'connecting' : 'down', reason ?? state);
@@ -944,7 +966,7 @@ export class SyncEngine {
       this.setHaveCopy(rx, false);
     }
     const t = this.txOf(peer);
-    t.helloDone = true;
+    t.helloDone = t.joined = true;
     if (this.durable) return; // a hello on a durable transport only announces a new session (handled above)
     const theirLast = Number(h.lastSeq ?? 0);
     const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
@@ -1079,14 +1101,17 @@ export class SyncEngine {
     return [...ids].map((id) => {
       const t = this.txOf(id);
       const r = this.rxOf(id);
-      const unacked = this.log.filter((f) => f.seq > t.acked);
+      // the log's seqs run without gaps; once its oldest frames went, this peer's first unacknowledged frame may
+      // have gone with them: it was sent before the newest one dropped
+      const first = this.log[0];
+      const oldestUnackedAt = this.seq <= t.acked ? now : first && first.seq <= t.acked + 1 ? this.log[t.acked + 1 - first.seq]!.at : this.trimmedAt;
       return {
         nodeId: id,
         state: t.state,
         since: t.since,
         link: this.link.get(id) ?? 'connecting',
         unackedFrames: Math.max(0, this.seq - t.acked),
-        oldestUnackedMs: unacked.length ? now - unacked[0].at : 0,
+        oldestUnackedMs: now - oldestUnackedAt,
         peerTableSize: r.table.size,
         peerInSync: r.bulkDone && !r.bulkId && (r.lastDigestDiff ?? 0) === 0,
         haveCopy: r.bulkDone,

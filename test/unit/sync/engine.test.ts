@@ -241,6 +241,85 @@ describe('sync engine', () => {
     expect(A.engine.counters.bulks).toBe(bulks);
   });
 
+  test('a cut that outlasts housekeeping still resumes: the log keeps what a peer whose link is down has not acknowledged', async () => {
+    const { link, A, B } = await startedPair();
+    const housekeeping = () => (A.engine as unknown as { housekeeping(): void }).housekeeping();
+    for (let i = 0; i < 1000; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    // cut before the standby's first ack (they ride on its housekeeping, a second after it started): what it holds
+    // is still only in A's log
+    expect(A.engine.status()[0].unackedFrames).toBeGreaterThan(0);
+    const bulks = A.engine.counters.bulks;
+    link.cut();
+    for (let i = 1000; i < 1300; i++) A.event('new', tcp(i));
+    for (let i = 0; i < 100; i++) A.event('destroy', tcp(i));
+    A.engine.flush();
+    await tick(30);
+    housekeeping(); // about once a second: it used to forget every frame once no peer was up
+    const behind = A.engine.status()[0];
+    expect(behind.link).toBe('down');
+    expect(behind.unackedFrames).toBeGreaterThan(0);
+    expect(behind.oldestUnackedMs, 'how far behind the cut peer is').toBeGreaterThanOrEqual(25);
+    link.restore();
+    await until(converged(A, B, 'fw1'), 'convergence after the cut');
+    expectConverged(A, B, 'fw1');
+    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 0]);
+  });
+
+  test('a cut during which many times more keys changed than the table holds ends in a full bulk, the cheaper catch-up', async () => {
+    const { link, A, B } = await startedPair();
+    for (let i = 0; i < 100; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    const resumes = A.engine.counters.resumes;
+    link.cut();
+    // 2000 flows come and go, 50 come and 10 go for good: a resume would re-send 2060 keys, a bulk the 140 left
+    for (let i = 100; i < 150; i++) A.event('new', tcp(i));
+    for (let i = 0; i < 10; i++) A.event('destroy', tcp(i));
+    for (let i = 1000; i < 3000; i++) {
+      A.event('new', tcp(i));
+      if (i % 400 === 399) A.engine.flush();
+    }
+    for (let i = 1000; i < 3000; i++) {
+      A.event('destroy', tcp(i));
+      if (i % 400 === 399) A.engine.flush();
+    }
+    A.engine.flush();
+    await tick(30);
+    link.restore();
+    await until(converged(A, B, 'fw1'), 'convergence after the cut');
+    expectConverged(A, B, 'fw1');
+    expect(A.engine.counters.resumes).toBe(resumes);
+    expect(A.engine.counters.bulks).toBeGreaterThanOrEqual(2);
+  });
+
+  test('a receiver whose bulk was cut short asks for a full one: a resume would never send the end that sweeps', async () => {
+    const { link, A, B } = await startedPair();
+    for (let i = 0; i < 600; i++) A.event('new', tcp(i));
+    await until(converged(A, B, 'fw1'), 'first convergence');
+    const body = (f: Buffer) => {
+      const d = decodeFrame(f, { maxFrameBytes: 4 << 20 }, { clusterId: 'test' });
+      return d.ok ? d.env.body : undefined;
+    };
+    // the standby misses a delete, then the end of a bulk: it holds one flow too many and a bulk still open
+    link.setFilter((f, dir) => (dir === 'a->b' && body(f) === 'delete' ? 'drop' : 'deliver'));
+    A.event('destroy', tcp(7));
+    A.engine.flush();
+    await tick(20);
+    link.setFilter((f, dir) => (dir === 'a->b' && body(f) === 'bulkEnd' ? 'drop' : 'deliver'));
+    await A.engine.bulk();
+    await tick(20);
+    link.setFilter(undefined);
+    expect(B.engine.peerTables().get('fw1')!.size).toBe(600);
+    link.cut();
+    await tick(20);
+    link.restore();
+    await until(converged(A, B, 'fw1'), 'convergence after the reconnect');
+    expectConverged(A, B, 'fw1');
+    expect(A.engine.counters.resumes).toBe(0);
+    expect(B.engine.status()[0].peerInSync).toBe(true);
+  });
+
   test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
     const { link, A, B } = await startedPair();
     for (let i = 0; i < 300; i++) A.event('new', tcp(i)); // 3600 s left
