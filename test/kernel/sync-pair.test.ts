@@ -264,6 +264,66 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     await expectConverged('after SIGHUP');
   });
 
+  // The faults above one at a time, in a fixed order, each between churn. Here they come in a seeded random order,
+  // one or two at once, while traffic runs, at random moments: a restart during a bulk, a cut during a resume, loss
+  // while a session starts. CTSYNC_CHAOS_SEED and CTSYNC_CHAOS_STEPS run another or a longer sequence by hand (a
+  // soak); every message names the seed and the step. A seed gives the same faults in the same order; their timing
+  // is the machine's.
+  const chaosSeed = Number(process.env.CTSYNC_CHAOS_SEED ?? 23);
+  const chaosSteps = Number(process.env.CTSYNC_CHAOS_STEPS ?? 4);
+  test(`seeded overlapping faults under traffic (seed ${chaosSeed}, ${chaosSteps} steps): after each step, the same table`, async () => {
+    const rand = mulberry32(chaosSeed);
+    const between = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo));
+    const faults: Record<string, () => Promise<void>> = {
+      'standby killed': async () => {
+        await stop(standby, 'KILL');
+        await sleep(between(0, 1500));
+        await start(standby);
+      },
+      // half the time with an event buffer so small that a flood overruns it: the dump-and-diff repair then runs
+      // beside the other fault
+      'active restarted': async () => {
+        await stop(active, rand() < 0.5 ? 'KILL' : 'TERM');
+        active.conf = writeConf('fw1', SYNC_A, { id: 'fw2', ip: SYNC_B }, rand() < 0.5 ? 'kernel: { eventBuffer: 4096 }' : '');
+        await sleep(between(0, 1500));
+        await start(active);
+      },
+      // shorter or longer than link.deadAfter (1 s): TCP rides out the short ones, the long ones are a reconnect
+      'link cut': async () => {
+        await lab.setLink(active.ns, 'sync0', 'down');
+        await sleep(between(300, 2500));
+        await lab.setLink(active.ns, 'sync0', 'up');
+      },
+      'flaky link': async () => {
+        const links: traffic.FlakyLink[] = [];
+        try {
+          for (const n of [active, standby]) links.push(await traffic.flakyLink(lab, n.ns, { ifname: 'sync0', queue: 8, dropPercent: 10, holdPercent: 20, holdMs: 50 }));
+          await sleep(between(1500, 4000));
+        } finally {
+          for (const l of links) await l.stop();
+        }
+      },
+    };
+    const names = Object.keys(faults);
+    for (let step = 0; step < chaosSteps; step++) {
+      const chosen = [...new Set([names[between(0, names.length)]!, names[between(0, names.length)]!])];
+      const e = { clientNs: r.client.ns, serverNs: r.server.ns, host: r.server.v4, port: 7000 + (step % 200) * 10 };
+      const load = async () => {
+        await sleep(between(0, 1000));
+        await traffic.udpFlood(lab, { clientNs: r.client.ns, host: r.server.v4, count: rand() < 0.3 ? between(10_000, 20_000) : between(200, 3000), basePort: 25_000 + (step % 2) * 20_000, ports: 20_000 });
+        await traffic.tcpShort(lab, e);
+        await traffic.udpRequestReply(lab, { ...e, port: e.port + 1, host: r.server.v6 });
+        await traffic.ping(lab, r.client.ns, r.server.v4);
+      };
+      await Promise.all([load(), ...chosen.map((f) => faults[f]!())]);
+      const t0 = Date.now();
+      await expectConverged(`seed ${chaosSeed}, step ${step}: ${chosen.join(' + ')}`, 40_000);
+      // what the active did since it last started: a soak's log shows which repairs the faults set off
+      const s = (await request(active.sock, 'stats')) as DaemonStats;
+      console.log(`chaos seed ${chaosSeed} step ${step}: ${chosen.join(' + ')}; converged ${Date.now() - t0} ms later; ${s.kernel.entries} entries; active overruns ${s.kernel.overruns}, resyncs ${s.kernel.resyncs}, bulks ${s.sync.bulks}, resumes ${s.sync.resumes}, divergent buckets ${s.sync.divergentBuckets}`);
+    }
+  }, 30_000 + chaosSteps * 60_000);
+
   test('an event overrun on the active is repaired by a dump and the standby still converges', async () => {
     await stop(active);
     active.conf = writeConf('fw1', SYNC_A, { id: 'fw2', ip: SYNC_B }, 'kernel: { eventBuffer: 4096 }');
@@ -412,4 +472,16 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A small seeded PRNG (mulberry32): the same seed gives the same fault sequence. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
