@@ -8,24 +8,13 @@ import type { Flow } from '../src/kernel/types.js';
 import { entryToFlow, flowKeyOf, flowToEntry, keyToWire, refreshToWire } from '../src/wire/entry.js';
 import { createMacKey, decodeFrame, encodeFrame, type MacKey } from '../src/wire/envelope.js';
 import { frameBytes } from '../src/wire/framing.js';
+import { seededRandom } from '../src/lab/seeded-random.js';
 import type { pb } from '../src/wire/proto.js';
 
 const ENTRIES_PER_FRAME = 1000;
 const FRAMES = 20;
 
-// mulberry32: a fixed seed makes the size figures reproducible.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const rand = rng(42);
+const rand = seededRandom(42); // a fixed seed makes the size figures reproducible
 const int = (n: number): number => Math.floor(rand() * n);
 const ipv4 = (): string => `${int(256)}.${int(256)}.${int(256)}.${int(256)}`;
 const ipv6 = (): string => `2001:db8:${int(0x10000).toString(16)}:${int(0x10000).toString(16)}::${(1 + int(0xfffe)).toString(16)}`;

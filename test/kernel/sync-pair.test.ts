@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Lab, type LabProcess } from '../../src/lab/netns.js';
 import { routerLab, type RouterLab } from '../../src/lab/topology.js';
 import * as traffic from '../../src/lab/traffic.js';
+import { seededRandom } from '../../src/lab/seeded-random.js';
 import { flowFromJson } from '../../src/kernel/json.js';
 import { Conntrack } from '../../src/kernel/conntrack.js';
 import { invertTuple } from '../../src/kernel/write-rules.js';
@@ -272,7 +273,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   const chaosSeed = Number(process.env.CTSYNC_CHAOS_SEED ?? 23);
   const chaosSteps = Number(process.env.CTSYNC_CHAOS_STEPS ?? 4);
   test(`seeded overlapping faults under traffic (seed ${chaosSeed}, ${chaosSteps} steps): after each step, the same table`, async () => {
-    const rand = mulberry32(chaosSeed);
+    const rand = seededRandom(chaosSeed);
     const between = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo));
     const faults: Record<string, () => Promise<void>> = {
       'standby killed': async () => {
@@ -474,14 +475,3 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same fault sequence. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
