@@ -34,7 +34,7 @@ export function renderStats(s: DaemonStats): string {
   const held = s.sync.heldMs ? `${s.sync.pending} changes held ${s.sync.heldMs} ms for a congested link` : '';
   for (const p of s.peers) {
     const behind = [p.unackedFrames ? `behind by ${p.unackedFrames} frames (oldest ${p.oldestUnackedMs} ms)` : '', held].filter(Boolean).join(', ') || 'caught up';
-    lines.push(`  peer ${p.nodeId.padEnd(8)} link ${p.link}, ${p.state.replace('_', ' ')}; our changes: ${behind}`);
+    lines.push(`  peer ${p.nodeId.padEnd(8)} link ${p.link}, ${p.state.replace('_', ' ')} (${p.why}); our changes: ${behind}`);
     lines.push(`  ${' '.repeat(13)} its flows held here: ${p.peerTableSize} (${p.peerInSync ? 'complete' : 'incomplete'}${p.paths ? `, from ${p.via}` : ''}), last frame ${ago(p.lastFrameAgoMs)}${p.divergentBuckets ? `, ${p.divergentBuckets} buckets diverged at last digest` : ''}`);
     for (const [name, v] of Object.entries(p.paths ?? {})) lines.push(`  ${' '.repeat(13)} via ${name.padEnd(6)} link ${v.link}, ${v.state.replace('_', ' ')}; ${v.peerTableSize} flows (${v.haveCopy ? 'complete' : 'incomplete'}), last frame ${ago(Math.round(v.lastFrameAgoMs))}`);
   }

@@ -44,7 +44,7 @@ export function buildStats(d: Daemon): DaemonStats {
   const sum = (f: (c: (typeof engines)[number]['counters']) => number) => engines.reduce((n, e) => n + f(e.counters), 0);
   const configured = new Set(d.cfg.peers.map((p) => p.id));
   const status = d.sync.status();
-  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, lastDataAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
+  for (const id of configured) if (!status.some((s) => s.nodeId === id)) status.push({ nodeId: id, state: 'connecting', since: d.startedAt, why: 'not linked yet', link: 'connecting', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 0, peerInSync: false, haveCopy: false, lastFrameAgoMs: -1, lastDataAgoMs: -1, divergentBuckets: 0, via: d.sync.paths[0]!.name });
   const monotonicMs = hostMonotonicMs();
   // lastDataAgoMs keeps µs: with monotonicMs it tells a bench when the last change landed, to well under a ms
   const peers = status.map((p) => ({ ...p, oldestUnackedMs: Math.round(p.oldestUnackedMs), lastFrameAgoMs: Math.round(p.lastFrameAgoMs), lastDataAgoMs: Math.round(p.lastDataAgoMs * 1000) / 1000, configured: configured.has(p.nodeId) }));

@@ -81,6 +81,7 @@ interface Rx {
 interface Tx {
   state: PeerSyncState;
   since: number;
+  why: string; // of the last state change
   acked: number; // highest of our seqs the peer acknowledged
   ackedAt: number;
   helloDone: boolean;
@@ -98,6 +99,8 @@ export interface PeerStatus {
   nodeId: string;
   state: PeerSyncState;
   since: number;
+  /** Why it got into that state (also in the log line of the change): e.g. why a full bulk rather than a resume. */
+  why: string;
   link: LinkState;
   /** Our frames the peer has not acknowledged, and how long the oldest has waited: how far behind it is. */
   unackedFrames: number;
@@ -648,7 +651,7 @@ export class SyncEngine {
   private txOf(nodeId: string): Tx {
     let t = this.tx.get(nodeId);
     if (!t) {
-      t = { state: 'connecting', since: this.clock.now(), acked: 0, ackedAt: 0, helloDone: false, joined: false };
+      t = { state: 'connecting', since: this.clock.now(), why: 'not linked yet', acked: 0, ackedAt: 0, helloDone: false, joined: false };
       this.tx.set(nodeId, t);
     }
     return t;
@@ -676,6 +679,7 @@ export class SyncEngine {
     this.log_.info({ peer: nodeId, from: t.state, to: state, why }, `peer ${nodeId} ${state}`);
     t.state = state;
     t.since = this.clock.now();
+    t.why = why;
     this.onStatusChange();
   }
 
@@ -969,8 +973,8 @@ export class SyncEngine {
     t.helloDone = t.joined = true;
     if (this.durable) return; // a hello on a durable transport only announces a new session (handled above)
     const theirLast = Number(h.lastSeq ?? 0);
-    const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
-    if (!this.needFullBulk && !this.bulkRunning && Number(h.peerSession ?? 0) === this.session && theirLast >= oldest - 1) {
+    const bulkFor = this.fullBulkFor(Number(h.peerSession ?? 0), theirLast);
+    if (!bulkFor) {
       // resume: re-send the current state of whatever changed in frames they did not get
       t.acked = theirLast;
       const keys = new Set<string>();
@@ -980,13 +984,25 @@ export class SyncEngine {
       if (keys.size) void this.resend([...keys]);
       this.flush();
     } else {
-      this.setState(peer, 'bulk', 'peer needs a full bulk');
+      this.setState(peer, 'bulk', `full bulk: ${bulkFor}`);
       this.needFullBulk = false;
       void this.bulk().then(() => {
-        if (this.txOf(peer).state === 'bulk') this.setState(peer, 'in_sync', 'bulk sent');
+        if (this.txOf(peer).state === 'bulk') this.setState(peer, 'in_sync', `full bulk sent: ${bulkFor}`);
       });
       this.flush();
     }
+  }
+
+  /** Why a peer's hello (its copy of our `session`, up to `theirLast`) needs a full bulk; undefined: a resume does. The
+   * log line carries it: at 1M entries a bulk is costly. */
+  private fullBulkFor(session: number, theirLast: number): string | undefined {
+    const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
+    if (this.needFullBulk) return 'our last bulk to it was cut short';
+    if (this.bulkRunning) return 'a bulk is under way';
+    if (session === 0) return 'it holds no complete copy (it is new or restarted, or was cut off in the middle of a bulk)';
+    if (session !== this.session) return 'its copy is from before we restarted';
+    if (theirLast < oldest - 1) return `it missed more than the resume log holds (it has up to seq ${theirLast}, the log starts at ${oldest})`;
+    return undefined;
   }
 
   private onAck(peer: string, seq: number): void {
@@ -1109,6 +1125,7 @@ export class SyncEngine {
         nodeId: id,
         state: t.state,
         since: t.since,
+        why: t.why,
         link: this.link.get(id) ?? 'connecting',
         unackedFrames: Math.max(0, this.seq - t.acked),
         oldestUnackedMs: now - oldestUnackedAt,

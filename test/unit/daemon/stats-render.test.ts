@@ -7,7 +7,7 @@ import type { DaemonStats } from '../../../src/daemon/stats.js';
 import type { PeerStatus } from '../../../src/sync/engine.js';
 
 const path = (s: Partial<PeerStatus>): PeerStatus => ({
-  nodeId: 'fw1', state: 'in_sync', since: 0, link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 220, peerInSync: true, haveCopy: true, lastFrameAgoMs: 40, lastDataAgoMs: 40, divergentBuckets: 0, ...s,
+  nodeId: 'fw1', state: 'in_sync', since: 0, why: 'resumed 12 entries after seq 40', link: 'up', unackedFrames: 0, oldestUnackedMs: 0, peerTableSize: 220, peerInSync: true, haveCopy: true, lastFrameAgoMs: 40, lastDataAgoMs: 40, divergentBuckets: 0, ...s,
 });
 
 function doc(): DaemonStats {
@@ -40,7 +40,7 @@ describe('stats with two paths', () => {
   });
 
   test('changes held for a congested link show as the peer being behind, in the text and the metrics', () => {
-    expect(renderStats(doc())).toMatch(/our changes: caught up/);
+    expect(renderStats(doc())).toMatch(/link up, in sync \(resumed 12 entries after seq 40\); our changes: caught up/);
     const held = doc();
     Object.assign(held.sync, { pending: 1500, heldMs: 800, holds: 2 });
     held.peers[0]!.unackedFrames = 3;

@@ -267,6 +267,7 @@ describe('sync engine', () => {
     await until(converged(A, B, 'fw1'), 'convergence after the cut');
     expectConverged(A, B, 'fw1');
     expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 0]);
+    expect(A.engine.status()[0]!.why).toMatch(/^resumed \d+ entries after seq \d+$/);
   });
 
   test('a cut during which many times more keys changed than the table holds ends in a full bulk, the cheaper catch-up', async () => {
@@ -294,6 +295,8 @@ describe('sync engine', () => {
     expectConverged(A, B, 'fw1');
     expect(A.engine.counters.resumes).toBe(resumes);
     expect(A.engine.counters.bulks).toBeGreaterThanOrEqual(2);
+    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk sent');
+    expect(A.engine.status()[0]!.why).toMatch(/^full bulk sent: it missed more than the resume log holds \(it has up to seq \d+, the log starts at \d+\)$/);
   });
 
   test('a receiver whose bulk was cut short asks for a full one: a resume would never send the end that sweeps', async () => {
@@ -321,6 +324,8 @@ describe('sync engine', () => {
     expectConverged(A, B, 'fw1');
     expect(A.engine.counters.resumes).toBe(0);
     expect(B.engine.status()[0].peerInSync).toBe(true);
+    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk sent');
+    expect(A.engine.status()[0]!.why).toMatch(/^full bulk sent: it holds no complete copy/);
   });
 
   test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
