@@ -38,6 +38,8 @@ const FLOW = '-p tcp -s 10.66.$((i / 250)).$((i % 250 + 1)) -d 10.67.0.1 --sport
 
 export class RedisLab {
   readonly nodes: LabNode[] = [];
+  /** The namespace of the bridge and redis-server (its side of every node's link is br0). */
+  redisNs = '';
   private redis?: RedisServer;
 
   private constructor(
@@ -56,7 +58,7 @@ export class RedisLab {
     writeFileSync(keyFile, `${'5a1b2c3d4e5f60718293a4b5c6d7e8f9'.repeat(2)}\n`, { mode: 0o600 });
     writeFileSync(redisPassFile, `${password}\n`, { mode: 0o600 });
     try {
-      const rns = await r.lab.addNamespace('rds');
+      const rns = (r.redisNs = await r.lab.addNamespace('rds'));
       await r.lab.addBridge(rns, 'br0');
       await r.lab.addAddress(rns, 'br0', `${net}.100/24`);
       for (const [i, id] of ids.entries()) {

@@ -1,12 +1,14 @@
 // Three ctsync daemons in three namespaces syncing through a real redis-server in a fourth namespace (one bridge):
 // real conntrack entries on the active; the master moves twice (fw1 → fw2 → fw3) by control-socket HA transitions,
-// and after each move the new master's kernel holds every flow (none lost), and the others' copies follow it.
+// and after each move the new master's kernel holds every flow (none lost), and the others' copies follow it; then
+// the paths to Redis lose and reorder packets while the master churns, and the copies still follow it.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cannotRun, runCtsync } from '../helpers/env.js';
 import { RedisLab, config, sameSet, type LabNode } from '../helpers/redis-lab.js';
 import { redisMissing } from '../../src/lab/redis-server.js';
+import { flakyLink, type FlakyLink } from '../../src/lab/traffic.js';
 
-const reason = cannotRun(['ip', 'conntrack'], true) ?? redisMissing();
+const reason = cannotRun(['ip', 'conntrack', 'iptables', 'python3'], true) ?? redisMissing();
 if (reason) console.warn(`[redis-three-nodes] NOT RUN: ${reason}`);
 
 describe.skipIf(reason !== undefined)('three daemons through redis, the master moves twice', () => {
@@ -59,4 +61,29 @@ describe.skipIf(reason !== undefined)('three daemons through redis, the master m
     const text = await runCtsync(['stats', '--socket', fw1.sock]);
     expect(text.stdout).toMatch(/^ {2}redis {4}ready; 0 frames buffered; outages \d+; resyncs \d+$/m);
   }, 120_000);
+
+  test('5% loss and reordering between every node and Redis, both ways: the backups still end with the master\'s table', async () => {
+    const [fw1, fw2, fw3] = r.nodes as [LabNode, LabNode, LabNode]; // fw3 is the master since the test above
+    // what the nodes send to Redis (their eth0) and what Redis sends to them (its bridge): 5% lost, 10% held 30 ms
+    const o = { queue: 9, dropPercent: 5, holdPercent: 10, holdMs: 30 };
+    const links: FlakyLink[] = [];
+    try {
+      for (const n of r.nodes) links.push(await flakyLink(r.lab, n.ns, { ...o, ifname: 'eth0' }));
+      links.push(await flakyLink(r.lab, r.redisNs, { ...o, ifname: 'br0' }));
+      // churn on the master until every link has lost and held packets (they are random: a fixed amount could pass
+      // without one), at most 40 rounds
+      for (let round = 0; round < 40 && !links.every((l) => l.stats.dropped > 0 && l.stats.held > 0); round++) {
+        await r.insert(fw3, 1000 + round * 20, 20);
+        await r.remove(fw3, 1000 + round * 20, 10);
+      }
+      expect(links.map((l) => l.stats).filter((s) => !(s.dropped > 0 && s.held > 0)), 'links without a lost and a held packet').toEqual([]);
+      const master = await r.kernelFlows(fw3);
+      await r.until('fw1 and fw2 hold fw3\'s table under the faults', async () => sameSet(await r.peerFlows(fw1, 'fw3'), master) && sameSet(await r.peerFlows(fw2, 'fw3'), master), 60_000, fw1);
+    } finally {
+      for (const l of links) await l.stop();
+    }
+    await r.remove(fw3, 0, 50);
+    const master = await r.kernelFlows(fw3);
+    await r.until('fw1 and fw2 hold fw3\'s table after the faults', async () => sameSet(await r.peerFlows(fw1, 'fw3'), master) && sameSet(await r.peerFlows(fw2, 'fw3'), master), 30_000, fw1);
+  }, 180_000);
 });
