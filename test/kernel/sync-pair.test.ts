@@ -272,6 +272,9 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   // is the machine's.
   const chaosSeed = Number(process.env.CTSYNC_CHAOS_SEED ?? 23);
   const chaosSteps = Number(process.env.CTSYNC_CHAOS_STEPS ?? 4);
+  if (!Number.isInteger(chaosSeed) || !(Number.isInteger(chaosSteps) && chaosSteps > 0)) {
+    throw new Error('CTSYNC_CHAOS_SEED takes a whole number and CTSYNC_CHAOS_STEPS a whole number above 0 (or leave them unset)');
+  }
   test(`seeded overlapping faults under traffic (seed ${chaosSeed}, ${chaosSteps} steps): after each step, the same table`, async () => {
     const rand = seededRandom(chaosSeed);
     const between = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo));
