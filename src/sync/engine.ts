@@ -471,6 +471,13 @@ export class SyncEngine {
     return seq;
   }
 
+  /** When the frame after seq `acked` was sent. The log's seqs run without gaps; once its oldest frames went, that
+   * frame may have gone with them: it was sent no later than the newest frame dropped. */
+  private sentAfter(acked: number): number {
+    const i = acked + 1 - (this.log[0]?.seq ?? Infinity);
+    return i >= 0 ? this.log[i]!.at : this.trimmedAt;
+  }
+
   /** Drops the log's oldest n frames. */
   private forget(n: number): void {
     for (let i = 0; i < n; i++) this.logKeys -= this.log[i].keys.length;
@@ -1117,10 +1124,6 @@ export class SyncEngine {
     return [...ids].map((id) => {
       const t = this.txOf(id);
       const r = this.rxOf(id);
-      // the log's seqs run without gaps; once its oldest frames went, this peer's first unacknowledged frame may
-      // have gone with them: it was sent before the newest one dropped
-      const first = this.log[0];
-      const oldestUnackedAt = this.seq <= t.acked ? now : first && first.seq <= t.acked + 1 ? this.log[t.acked + 1 - first.seq]!.at : this.trimmedAt;
       return {
         nodeId: id,
         state: t.state,
@@ -1128,7 +1131,7 @@ export class SyncEngine {
         why: t.why,
         link: this.link.get(id) ?? 'connecting',
         unackedFrames: Math.max(0, this.seq - t.acked),
-        oldestUnackedMs: now - oldestUnackedAt,
+        oldestUnackedMs: this.seq <= t.acked ? 0 : now - this.sentAfter(t.acked),
         peerTableSize: r.table.size,
         peerInSync: r.bulkDone && !r.bulkId && (r.lastDigestDiff ?? 0) === 0,
         haveCopy: r.bulkDone,
