@@ -1,6 +1,6 @@
 // Commands that talk to a running daemon over its control socket: stats, dump, resync, bulk, refresh.
 import type { Argv, CommandModule } from 'yargs';
-import { request, DaemonNotRunning } from '../control/client.js';
+import { dump, request, DaemonNotRunning } from '../control/client.js';
 import type { DaemonStats } from '../daemon/stats.js';
 import { CliError, Exit } from './exit.js';
 
@@ -12,6 +12,7 @@ const socketOption = <T>(y: Argv<T>) =>
 export async function call(socket: string, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
   const tty = process.stderr.isTTY;
   try {
+    if (cmd === 'dump') return await dump(socket, args, (text) => process.stdout.write(text));
     return await request(socket, cmd, args, (p) => {
       if (tty) process.stderr.write(`\r${p.what}: ${p.done}/${p.total}`);
     });
@@ -74,8 +75,7 @@ export const controlCommands: CommandModule[] = [
     handler: async (argv) => {
       const args: Record<string, unknown> = { table: argv.peer !== undefined ? 'peer' : 'local' };
       if (typeof argv.peer === 'string' && argv.peer !== '') args.peer = argv.peer;
-      const r = (await call(argv.socket as string, 'dump', args)) as { document: string };
-      process.stdout.write(r.document);
+      await call(argv.socket as string, 'dump', args); // streamed to stdout as it comes
     },
   },
   {

@@ -1,4 +1,4 @@
-// Client side of the control socket: one request, optional progress callbacks, one result.
+// Client side of the control socket: one request, optional progress callbacks or streamed pieces, one result.
 import { connect } from 'node:net';
 import { ControlError, type ControlReply } from './protocol.js';
 
@@ -16,6 +16,29 @@ export function request(
   onProgress?: (p: { done: number; total: number; what: string }) => void,
   timeoutMs = 0,
 ): Promise<unknown> {
+  return exchange(path, cmd, args, { onProgress, timeoutMs });
+}
+
+/** `dump`: the daemon streams the `ct list --json` document; onChunk gets its pieces in order. Resolves with how many
+ * flows it listed. */
+export async function dump(path: string, args: Record<string, unknown>, onChunk: (text: string) => void, timeoutMs = 0): Promise<{ table: string; count: number }> {
+  return (await exchange(path, 'dump', args, { onChunk, timeoutMs })) as { table: string; count: number };
+}
+
+/** dump() into one string: the whole document (for tests and the lab; a CLI streams it). */
+export async function dumpDocument(path: string, args: Record<string, unknown>, timeoutMs = 0): Promise<string> {
+  const pieces: string[] = [];
+  await dump(path, args, (t) => pieces.push(t), timeoutMs);
+  return pieces.join('');
+}
+
+interface Hooks {
+  onProgress?: (p: { done: number; total: number; what: string }) => void;
+  onChunk?: (text: string) => void;
+  timeoutMs: number;
+}
+
+function exchange(path: string, cmd: string, args: Record<string, unknown>, { onProgress, onChunk, timeoutMs }: Hooks): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const sock = connect(path);
     let buf = '';
@@ -49,7 +72,10 @@ export function request(
           return;
         }
         if ('progress' in r) onProgress?.(r.progress);
-        else if (r.ok) finish(null, r.result);
+        else if ('chunk' in r) {
+          if (!onChunk) return finish(new ControlError('CTS_ERR_CONTROL_PROTOCOL', `the daemon streams the result of '${cmd}': read it with dump()`));
+          onChunk(r.chunk);
+        } else if (r.ok) finish(null, r.result);
         else finish(new ControlError(r.error.code, r.error.message));
       }
     });

@@ -6,7 +6,10 @@ import type { Logger } from 'pino';
 import { ControlError, MAX_REQUEST_BYTES, type ControlReply, type ControlRequest } from './protocol.js';
 
 export type Progress = (done: number, total: number, what: string) => void;
-export type Handler = (args: Record<string, unknown>, progress: Progress) => unknown | Promise<unknown>;
+/** Sends a piece of a streamed result; resolves once the client can take more and the event loop had a turn (so a
+ * long dump never stalls the daemon), rejects if the client went away. */
+export type Write = (text: string) => Promise<void>;
+export type Handler = (args: Record<string, unknown>, progress: Progress, write: Write) => unknown | Promise<unknown>;
 
 export class ControlServer {
   private server?: Server;
@@ -64,12 +67,12 @@ export class ControlServer {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        void this.dispatch(line, send);
+        void this.dispatch(line, send, sock);
       }
     });
   }
 
-  private async dispatch(line: string, send: (r: ControlReply) => void): Promise<void> {
+  private async dispatch(line: string, send: (r: ControlReply) => void, sock: Socket): Promise<void> {
     let req: ControlRequest;
     try {
       req = JSON.parse(line) as ControlRequest;
@@ -87,7 +90,8 @@ export class ControlServer {
     }
     try {
       const args = req.args && typeof req.args === 'object' ? req.args : {};
-      const result = await h(args, (done, total, what) => send({ id: req.id, progress: { done, total, what } }));
+      const write: Write = (chunk) => writeChunk(sock, `${JSON.stringify({ id: req.id, chunk })}\n`);
+      const result = await h(args, (done, total, what) => send({ id: req.id, progress: { done, total, what } }), write);
       send({ id: req.id, ok: true, result });
     } catch (err) {
       const e = err as Error & { code?: string };
@@ -95,4 +99,18 @@ export class ControlServer {
       send({ id: req.id, ok: false, error: { code: e.code ?? 'CTS_ERR_CONTROL_FAILED', message: e.message } });
     }
   }
+}
+
+function writeChunk(sock: Socket, line: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (!sock.writable) return reject(new ControlError('CTS_ERR_CONTROL_CLOSED', 'the client closed the control connection'));
+    if (sock.write(line)) return void setImmediate(resolve);
+    const done = (err?: Error) => {
+      sock.off('drain', done).off('close', gone);
+      if (err) reject(err);
+      else resolve();
+    };
+    const gone = () => done(new ControlError('CTS_ERR_CONTROL_CLOSED', 'the client closed the control connection'));
+    sock.on('drain', done).on('close', gone);
+  });
 }

@@ -17,7 +17,7 @@ import type { Logger } from './log.js';
 import { serveMetrics } from './metrics.js';
 import { collectMetrics } from './metrics-daemon.js';
 import { buildStats, type DaemonStats } from './stats.js';
-import { listDocument } from '../kernel/flow-file.js';
+import { writeDocument, type DumpSource } from './dump.js';
 import type { Flow } from '../kernel/types.js';
 import { HaMachine } from '../ha/machine.js';
 import { peerReadiness, readiness, syncPeerIds, writeTrackFile } from '../ha/readiness.js';
@@ -279,17 +279,17 @@ export class Daemon {
     const now = () => systemClock.now();
     this.control
       .handle('stats', () => this.stats())
-      .handle('dump', (args) => {
+      .handle('dump', async (args, _progress, write) => {
         const which = args.table === 'peer' ? 'peer' : 'local';
-        const flows: Flow[] = [];
-        if (which === 'local') this.mirror.local.forEach((k) => flows.push(this.mirror.local.get(k, now())!));
+        const sources: DumpSource[] = [];
+        if (which === 'local') sources.push(this.mirror.local);
         else {
           const tables = this.sync.peerTables();
           const wanted = typeof args.peer === 'string' ? args.peer : undefined;
           if (wanted && !tables.has(wanted)) throw new ControlError('CTS_ERR_CONTROL_ARGS', `no peer '${wanted}'; peers: ${[...tables.keys()].join(', ') || 'none yet'}`);
-          for (const [id, t] of tables) if (!wanted || id === wanted) t.forEach((k) => flows.push(t.get(k, now())!));
+          for (const [id, t] of tables) if (!wanted || id === wanted) sources.push(t);
         }
-        return { table: which, document: listDocument(flows) };
+        return { table: which, count: await writeDocument(sources, now, write) };
       })
       .handle('resync', () => {
         this.sync.requestResync();

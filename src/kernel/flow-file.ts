@@ -2,10 +2,23 @@
 import { flowFromJson, flowToJson } from './json.js';
 import type { Flow } from './types.js';
 
-/** The JSON document of `ct list --json`: a header, then one flow per line so a line names a flow. */
+/**
+ * The JSON document of `ct list --json` and `ctsync dump`: a header line, one flow per line (so a line names a flow),
+ * and a trailer with the count (a daemon streams the document, so it knows the count only at the end).
+ */
 export function listDocument(flows: Flow[]): string {
-  const lines = flows.map((f) => JSON.stringify(flowToJson(f)));
-  return `{"version":1,"count":${flows.length},"flows":[\n${lines.join(',\n')}\n]}\n`;
+  return `${DOCUMENT_HEAD}${flows.map(flowLine).join(',\n')}${documentTail(flows.length)}`;
+}
+
+export const DOCUMENT_HEAD = '{"version":1,"flows":[\n';
+
+/** One flow's line of the document (without the comma that separates lines). */
+export function flowLine(f: Flow): string {
+  return JSON.stringify(flowToJson(f));
+}
+
+export function documentTail(count: number): string {
+  return `\n],"count":${count}}\n`;
 }
 
 /** Read a file of flows: the `ct list --json` document, or one JSON flow per line. Names every bad entry. */
@@ -22,7 +35,7 @@ export function parseFlowFile(text: string): { flows: Flow[]; problems: string[]
   lines.forEach((raw, i) => {
     let line = raw.trim();
     if (!line || line.startsWith('#')) return;
-    if (docStart && (i === 0 || line === ']}')) return; // the document's header and trailer
+    if (docStart && (i === 0 || line.startsWith(']'))) return; // the document's header and trailer (`]}` in earlier builds' documents)
     if (docStart && line.endsWith(',')) line = line.slice(0, -1);
     let v: unknown;
     try {

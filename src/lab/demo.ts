@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { request } from '../control/client.js';
+import { dumpDocument, request } from '../control/client.js';
 import type { DaemonStats } from '../daemon/stats.js';
 import type { TransitionResult } from '../ha/machine.js';
 import { NOT_READY } from '../ha/readiness.js';
@@ -178,8 +178,7 @@ export class CtsyncLab {
 
   /** The flows a firewall's daemon holds for its peer (`ctsync dump --peer`), as `ct list --json` objects. */
   async peerFlows(fw: FwName): Promise<JsonFlow[]> {
-    const r = (await request(this.node(fw).socket, 'dump', { table: 'peer' }, undefined, 5000)) as { document: string };
-    return (JSON.parse(r.document) as { flows: JsonFlow[] }).flows;
+    return (JSON.parse(await dumpDocument(this.node(fw).socket, { table: 'peer' }, 5000)) as { flows: JsonFlow[] }).flows;
   }
 
   /** The track file's current content, trimmed ('' when missing). */

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, type LabProcess } from '../../src/lab/netns.js';
-import { request } from '../../src/control/client.js';
+import { dumpDocument, request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { RedisServer } from '../../src/lab/redis-server.js';
 import { listFlows } from './conntrack-cli.js';
@@ -98,7 +98,7 @@ export class RedisLab {
 
   /** The same of what a node holds for `peer` (the copy a commit would write). */
   async peerFlows(n: LabNode, peer: string): Promise<Set<string>> {
-    const doc = ((await request(n.sock, 'dump', { table: 'peer', peer }).catch(() => ({ document: '{"flows":[]}' }))) as { document: string }).document;
+    const doc = await dumpDocument(n.sock, { table: 'peer', peer }).catch(() => '{"flows":[]}');
     const out = new Set<string>();
     for (const f of (JSON.parse(doc) as { flows: { orig: { src: string; sport?: number } }[] }).flows) if (f.orig.src.startsWith('10.66.')) out.add(`${f.orig.src}:${f.orig.sport}`);
     return out;

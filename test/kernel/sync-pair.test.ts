@@ -13,11 +13,11 @@ import { Conntrack } from '../../src/kernel/conntrack.js';
 import { invertTuple } from '../../src/kernel/write-rules.js';
 import { Af, IpProto, Ips, TcpState, type Flow } from '../../src/kernel/types.js';
 import type { CommitReport } from '../../src/state/commit.js';
-import { request } from '../../src/control/client.js';
+import { dumpDocument, request } from '../../src/control/client.js';
 import type { DaemonStats } from '../../src/daemon/stats.js';
 import { monotonicMs } from '../../src/state/clock.js';
 import { comparableKey, flowToComparable, listFlows, toComparable, type ComparableFlow } from '../helpers/conntrack-cli.js';
-import { cannotRun, startDaemon } from '../helpers/env.js';
+import { cannotRun, runCtsync, startDaemon } from '../helpers/env.js';
 
 const PREFIX = 'ctsp-';
 const reason = cannotRun(['ip', 'iptables', 'nft', 'conntrack', 'python3'], true);
@@ -80,7 +80,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
 
   /** The standby's copy of the active's flows, and the active's kernel table (the sync link's own flows aside). */
   async function views(): Promise<{ peer: Map<string, [ComparableFlow, number]>; kernel: Map<string, [ComparableFlow, number]> }> {
-    const doc = ((await request(standby.sock, 'dump', { table: 'peer', peer: 'fw1' })) as { document: string }).document;
+    const doc = await dumpDocument(standby.sock, { table: 'peer', peer: 'fw1' });
     const peer = new Map<string, [ComparableFlow, number]>();
     for (const j of (JSON.parse(doc) as { flows: unknown[] }).flows) {
       const f = flowFromJson(j);
@@ -111,8 +111,9 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     return out;
   }
 
-  /** Waits until the standby holds exactly the active's table, remaining timeouts included. */
-  async function expectConverged(what: string, timeoutMs = 30_000): Promise<void> {
+  /** Waits until the standby holds exactly the active's table, remaining timeouts included (and that table is not
+   * empty, unless `mayBeEmpty`: a test run alone may end with no flows at all). */
+  async function expectConverged(what: string, timeoutMs = 30_000, mayBeEmpty = false): Promise<void> {
     const end = Date.now() + timeoutMs;
     let diff: string[] = [];
     let v = await views();
@@ -121,7 +122,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
       v = await views();
     }
     expect(diff.slice(0, 10), `${what}: ${diff.length} differences`).toEqual([]);
-    expect(v.kernel.size, what).toBeGreaterThan(0);
+    if (!mayBeEmpty) expect(v.kernel.size, what).toBeGreaterThan(0);
   }
 
   /** New, established and closing TCP, UDP that expires, ICMP, IPv6. */
@@ -147,6 +148,18 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     const value = lines[i + 1]!.split(/\s+/)[names.indexOf(name)];
     if (value === undefined) throw new Error(`no TcpExt ${name} in ${ns}'s /proc/net/netstat`);
     return Number(value);
+  }
+
+  const stats = (n: Node) => request(n.sock, 'stats') as Promise<DaemonStats>;
+  const catchUps = (s: DaemonStats) => ({ resumes: s.sync.resumes, bulks: s.sync.bulks });
+
+  /** Waits until both sides declared the cut link lost (deadAfter 1 s; then 'down', or 'connecting' while they dial
+   * again), so that its restore is a reconnect, not TCP riding it out. */
+  async function linkLost(): Promise<void> {
+    const end = Date.now() + 10_000;
+    let links: string[] = [];
+    while ((links = await Promise.all([active, standby].map(async (n) => (await stats(n)).peers[0]!.link))).includes('up') && Date.now() < end) await sleep(100);
+    expect(links.filter((l) => l === 'up'), 'the link as the active and the standby see it during the cut').toEqual([]);
   }
 
   beforeAll(async () => {
@@ -206,17 +219,10 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
   });
 
   test('a cut sync link, churn during the cut, and its restore end in the same table, by a resume', async () => {
-    const stats = (n: Node) => request(n.sock, 'stats') as Promise<DaemonStats>;
-    const catchUps = (s: DaemonStats) => ({ resumes: s.sync.resumes, bulks: s.sync.bulks });
     const before = catchUps(await stats(active));
     await lab.setLink(active.ns, 'sync0', 'down');
     await churn(3);
-    // both sides declare the link lost (deadAfter 1 s; then 'down', or 'connecting' while they dial again), so the
-    // restore is a reconnect, not TCP riding it out
-    const end = Date.now() + 10_000;
-    let links: string[] = [];
-    while ((links = await Promise.all([active, standby].map(async (n) => (await stats(n)).peers[0]!.link))).includes('up') && Date.now() < end) await sleep(100);
-    expect(links.filter((l) => l === 'up'), 'the link as the active and the standby see it during the cut').toEqual([]);
+    await linkLost();
     await lab.setLink(active.ns, 'sync0', 'up');
     await expectConverged('after link restore');
     // a few changes during a cut of seconds: the active re-sends those, not its whole table
@@ -375,7 +381,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     const flow = (i: number): Flow => ({ family: Af.Inet, orig: orig(i), reply: invertTuple(orig(i)), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state: TcpState.Established } } });
     const ours = (flows: Flow[]) => flows.filter((f) => f.orig.dst === '172.33.0.1');
     const dumpDoc = async (n: Node, table: 'local' | 'peer', peer?: string) =>
-      (JSON.parse(((await request(n.sock, 'dump', { table, ...(peer ? { peer } : {}) })) as { document: string }).document) as { flows: unknown[] }).flows.map((j) => flowFromJson(j) as Flow);
+      (JSON.parse(await dumpDocument(n.sock, { table, ...(peer ? { peer } : {}) })) as { flows: unknown[] }).flows.map((j) => flowFromJson(j) as Flow);
     const act = new Conntrack({ netns: active.ns });
     const sby = new Conntrack({ netns: standby.ns });
     const sbyCount = async () => ours(await sby.dump()).length;
@@ -428,12 +434,51 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     }
   });
 
+  /** Flow i of a large synthetic table towards dst, written straight into a kernel. */
+  const synthetic = (i: number, state: number, dst = '172.31.0.1'): Flow => {
+    const orig = { src: `172.30.${(i >>> 8) & 255}.${i & 255}`, dst, proto: IpProto.Tcp, sport: 1024 + (i >>> 16), dport: 443 };
+    return { family: Af.Inet, orig, reply: invertTuple(orig), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state } } };
+  };
+
+  test('dumps of a large table, back to back on both daemons, hold up neither: the sync link stays up', async () => {
+    // built whole, a dump of 100k flows held a daemon's event loop for over a second (deadAfter here): its peer
+    // declared the link dead and both sides resumed
+    const N = 100_000;
+    const flows = Array.from({ length: N }, (_, i) => synthetic(i, TcpState.Established, '172.31.0.3'));
+    const act = new Conntrack({ netns: active.ns });
+    try {
+      expect((await act.write(flows.map((flow) => ({ op: 'create' as const, flow })))).counts.created).toBe(N);
+      await expectConverged('the synthetic flows', 60_000);
+      const before = catchUps(await stats(active));
+      const logged = [active, standby].map((n) => n.log!.length);
+      const dumps = async (n: Node, args: string[]) => {
+        const out: { code: number; count: number; flows: number }[] = [];
+        for (let i = 0; i < 3; i++) {
+          const r = await runCtsync(['dump', ...args, '--socket', n.sock]);
+          const doc = JSON.parse(r.stdout || '{}') as { count?: number; flows?: unknown[] };
+          out.push({ code: r.code, count: doc.count ?? -1, flows: doc.flows?.length ?? -1 });
+        }
+        return out;
+      };
+      const [peer, local] = await Promise.all([dumps(standby, ['--peer', 'fw1']), dumps(active, ['--local'])]);
+      for (const r of [...peer, ...local]) {
+        expect(r.code).toBe(0);
+        expect(r.flows).toBe(r.count);
+        expect(r.count).toBeGreaterThanOrEqual(N);
+      }
+      const dead = [active, standby].flatMap((n, i) => n.log!.slice(logged[i]).filter((l) => l.includes('"reason":"dead"')));
+      expect(dead, 'link drops logged during the dumps').toEqual([]);
+      expect(catchUps(await stats(active)), 'resumes and bulks during the dumps').toEqual(before);
+      expect((await act.write(flows.map((flow) => ({ op: 'delete' as const, flow })))).counts.deleted).toBe(N);
+      await expectConverged('after the synthetic flows went', 60_000, true);
+    } finally {
+      await act.write(flows.map((flow) => ({ op: 'delete' as const, flow }))).catch(() => {}); // if it failed before
+      act.close();
+    }
+  }, 180_000);
+
   test('a large commit, sent from worker threads, writes the whole copy into the standby kernel and replaces strays', async () => {
     const N = 60_000; // above the size where the commit starts its write threads
-    const synthetic = (i: number, state: number): Flow => {
-      const orig = { src: `172.30.${(i >>> 8) & 255}.${i & 255}`, dst: '172.31.0.1', proto: IpProto.Tcp, sport: 1024 + (i >>> 16), dport: 443 };
-      return { family: Af.Inet, orig, reply: invertTuple(orig), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state } } };
-    };
     const key = (f: Flow) => `${f.orig.src} ${f.orig.sport}`;
     const act = new Conntrack({ netns: active.ns });
     const sby = new Conntrack({ netns: standby.ns });
@@ -444,7 +489,7 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
       // still on the way: count ours in its dump (once the size says they may all be there)
       const end = Date.now() + 60_000;
       const ours = async () => {
-        const doc = ((await request(standby.sock, 'dump', { table: 'peer', peer: 'fw1' })) as { document: string }).document;
+        const doc = await dumpDocument(standby.sock, { table: 'peer', peer: 'fw1' });
         return (JSON.parse(doc) as { flows: { orig?: { dst?: string } }[] }).flows.filter((f) => f.orig?.dst === '172.31.0.1').length;
       };
       while (((await request(standby.sock, 'stats')) as DaemonStats).peers[0]!.peerTableSize < N && Date.now() < end) await sleep(200);

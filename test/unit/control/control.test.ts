@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { ControlServer } from '../../../src/control/server.js';
-import { request, DaemonNotRunning } from '../../../src/control/client.js';
+import { dump, dumpDocument, request, DaemonNotRunning } from '../../../src/control/client.js';
+import { ControlError } from '../../../src/control/protocol.js';
 
 const log = pino({ level: 'silent' });
 let server: ControlServer | undefined;
@@ -62,6 +63,72 @@ describe('control socket', () => {
     expect(server.stats.bad).toBe(1);
     await expect(request(path, 'nope')).rejects.toMatchObject({ code: 'CTS_ERR_CONTROL_UNKNOWN' });
     expect(await request(path, 'ping')).toBe('pong');
+  });
+
+  test('a streamed result arrives in order, with the event loop turning between pieces; request() refuses one', async () => {
+    const path = sockPath();
+    // counts the event loop's turns
+    let turns = 0;
+    let spin: NodeJS.Immediate | undefined;
+    const turn = () => {
+      turns++;
+      spin = setImmediate(turn);
+    };
+    turn();
+    const seen: number[] = [];
+    server = new ControlServer(path, log).handle('dump', async (_args, _progress, write) => {
+      for (let i = 0; i < 5; i++) {
+        seen.push(turns);
+        await write(`piece ${i}\n`);
+      }
+      return { table: 'local', count: 5 };
+    });
+    await server.start();
+    try {
+      const pieces: string[] = [];
+      expect(await dump(path, {}, (t) => pieces.push(t))).toEqual({ table: 'local', count: 5 });
+      expect(pieces).toEqual([0, 1, 2, 3, 4].map((i) => `piece ${i}\n`));
+      // each write lets the event loop turn before the next piece: a long dump never holds the daemon up
+      for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1]!);
+      expect(await dumpDocument(path, {})).toBe(pieces.join(''));
+      await expect(request(path, 'dump')).rejects.toMatchObject({ code: 'CTS_ERR_CONTROL_PROTOCOL', message: expect.stringMatching(/read it with dump\(\)/) });
+    } finally {
+      clearImmediate(spin);
+    }
+  });
+
+  test('a client that goes away in the middle of a streamed result stops it: the next write rejects', async () => {
+    const path = sockPath();
+    let failed: unknown;
+    let written = 0;
+    const stopped = new Promise<void>((resolve) => {
+      server = new ControlServer(path, log).handle('dump', async (_args, _progress, write) => {
+        try {
+          // far more than a socket buffers, so some write waits for a drain that never comes
+          for (let i = 0; i < 10_000; i++) {
+            await write('x'.repeat(64 * 1024));
+            written++;
+          }
+        } catch (err) {
+          failed = err;
+        }
+        resolve();
+        return {};
+      });
+    });
+    await server.start();
+    await new Promise<void>((resolve, reject) => {
+      const s = connect(path, () => s.write(`${JSON.stringify({ id: 1, cmd: 'dump' })}\n`));
+      s.once('data', () => {
+        s.destroy();
+        resolve();
+      });
+      s.on('error', reject);
+    });
+    await stopped;
+    expect(failed).toBeInstanceOf(ControlError);
+    expect((failed as ControlError).code).toBe('CTS_ERR_CONTROL_CLOSED');
+    expect(written).toBeLessThan(10_000);
   });
 
   test('a command against a daemon that is not running says so', async () => {

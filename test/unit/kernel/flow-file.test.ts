@@ -27,6 +27,18 @@ describe('flow files', () => {
     expect(flows).toEqual([writable, v6]);
   });
 
+  test('the count is in the trailer (a daemon streams the document); a document of earlier builds, with it in the header, still reads', () => {
+    const doc = listDocument([tcp, v6]);
+    expect(JSON.parse(doc)).toMatchObject({ version: 1, count: 2 });
+    expect(doc.split('\n').at(-2)).toBe('],"count":2}');
+    expect(JSON.parse(listDocument([]))).toEqual({ version: 1, flows: [], count: 0 });
+    const lines = doc.split('\n');
+    const older = ['{"version":1,"count":2,"flows":[', ...lines.slice(1, -2), ']}', ''].join('\n');
+    expect(JSON.parse(older).flows).toHaveLength(2);
+    expect(parseFlowFile(older)).toEqual(parseFlowFile(doc));
+    expect(parseFlowFile(doc).flows).toHaveLength(2);
+  });
+
   test('the document names the human fields', () => {
     const line = listDocument([tcp]).split('\n')[1];
     expect(JSON.parse(line)).toMatchObject({ l3: 'ipv4', l4: 'tcp', state: 'ESTABLISHED', flags: ['SEEN_REPLY', 'ASSURED', 'CONFIRMED'], countersOrig: { packets: '3' } });
