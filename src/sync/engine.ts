@@ -72,6 +72,7 @@ interface Rx {
   bulkId: number; // a full bulk from the peer in progress
   bulkReceived: number;
   bulkDone: boolean; // at least one complete full bulk (or a resume) since the peer's session began
+  bulkResume: boolean; // its hello listed BULK_RESUME: a bulk of its cut short here can be resumed
   lastFrameAt: number;
   lastDataAt: number; // a frame that can change the table (SEQUENCED) was last applied
   lastDigestDiff?: number;
@@ -88,6 +89,16 @@ interface Tx {
   /** The peer has had a hello from this session: until it acknowledges, the log keeps what it may lack. */
   joined: boolean;
 }
+
+/** Where a bulk's scan of the local table stands (slots stay put, so a cursor outlives changes to the table). */
+interface BulkCursor {
+  bulkId: number;
+  cursor: number;
+  sent: number;
+}
+
+/** Hello capability: this node finishes, after a resume, a bulk the peer was in the middle of (Hello.peer_bulk_id). */
+const BULK_RESUME = 'bulk-resume';
 
 interface LogFrame {
   seq: number;
@@ -177,6 +188,13 @@ export class SyncEngine {
   private readonly link = new Map<string, LinkState>();
   private bulkRunning?: Promise<void>;
   private bulkAgain = false;
+  /** The id of the bulk under way, 0 if none. */
+  private bulkRunningId = 0;
+  /** A bulk that every peer's link left before its end: where it stopped, so that a receiver left in its middle gets
+   * the rest after a resume instead of starting over (a 1M-entry bulk is ~38 MB). */
+  private cutBulk?: BulkCursor;
+  /** The last bulk sent to its end: a receiver that missed only the end gets it again after a resume. */
+  private lastBulk = { id: 0, count: 0 };
   private digestId = 0;
   private drainWaiters: (() => void)[] = [];
   private stopped = false;
@@ -505,13 +523,14 @@ export class SyncEngine {
    * Full bulk: the whole local table, spread over event-loop turns so events keep flowing, with backpressure.
    * The receiver drops what the bulk did not list. One at a time; a request during one runs another after it.
    */
-  bulk(): Promise<void> {
+  bulk(from?: BulkCursor): Promise<void> {
     if (this.bulkRunning) {
       this.bulkAgain = true;
       return this.bulkRunning;
     }
-    this.bulkRunning = this.runBulk().finally(() => {
+    this.bulkRunning = this.runBulk(from).finally(() => {
       this.bulkRunning = undefined;
+      this.bulkRunningId = 0;
       if (this.bulkAgain) {
         this.bulkAgain = false;
         void this.bulk();
@@ -520,14 +539,19 @@ export class SyncEngine {
     return this.bulkRunning;
   }
 
-  private async runBulk(): Promise<void> {
-    this.counters.bulks++;
-    const bulkId = this.seq + 1;
-    const total = this.local.size;
-    this.log_.info({ bulkId, entries: total }, 'bulk send started');
-    this.sendSequenced({ bulkBegin: { bulkId, count: total, full: true } }, []);
-    let cursor = 0;
-    let sent = 0;
+  /** A bulk from its beginning, or the rest of one that was cut short (`from`). */
+  private async runBulk(from?: BulkCursor): Promise<void> {
+    const bulkId = from?.bulkId ?? this.seq + 1;
+    let cursor = from?.cursor ?? 0;
+    let sent = from?.sent ?? 0;
+    this.bulkRunningId = bulkId;
+    this.cutBulk = undefined;
+    if (from) this.log_.info({ bulkId, sent }, 'bulk send resumed');
+    else {
+      this.counters.bulks++;
+      this.log_.info({ bulkId, entries: this.local.size }, 'bulk send started');
+      this.sendSequenced({ bulkBegin: { bulkId, count: this.local.size, full: true } }, []);
+    }
     while (cursor >= 0 && !this.stopped) {
       const keys: string[] = [];
       cursor = this.local.table.scan(cursor, this.perFrame, (k) => keys.push(k));
@@ -536,9 +560,9 @@ export class SyncEngine {
       sent += keys.length;
       this.log_.debug({ cursor, n: keys.length, bp: this.backpressured }, "bulk chunk");
       if (!this.anyPeerUp() && !this.durable) {
-        // the receiver's half-done bulk is abandoned: the next hello must start a full one, not resume
-        this.needFullBulk = true;
-        this.log_.info({ bulkId, sent, of: total }, 'bulk send interrupted: no peer up');
+        // a receiver that comes back in its middle resumes and gets the rest (finishBulk); any other, a new bulk
+        this.cutBulk = { bulkId, cursor, sent };
+        this.log_.info({ bulkId, sent }, 'bulk send interrupted: no peer up');
         return;
       }
       await this.pace();
@@ -546,20 +570,33 @@ export class SyncEngine {
     // stopped: no end, or the receiver would take the part it got for the whole table and drop the rest
     if (this.stopped) return;
     this.sendSequenced({ bulkEnd: { bulkId, count: sent } }, []);
+    this.lastBulk = { id: bulkId, count: sent };
     this.log_.info({ bulkId, entries: sent }, 'bulk send finished');
+  }
+
+  /**
+   * After a resume into bulk `id` (its re-send done): the rest of the bulk and its end; or, if the receiver missed
+   * only the end, the end again. True once that bulk, or a later one the receiver then got whole, has ended.
+   */
+  private async finishBulk(id: number): Promise<boolean> {
+    if (this.cutBulk?.bulkId === id) await this.bulk(this.cutBulk);
+    else if (this.bulkRunning) await this.bulkRunning;
+    else if (this.lastBulk.id === id) this.sendSequenced({ bulkEnd: { bulkId: id, count: this.lastBulk.count } }, []);
+    return this.lastBulk.id >= id;
   }
 
   /**
    * Resume's re-send: the current state of `keys`, a frame at a time, paced as a bulk is. Sent
    * at once, a long gap's worth could pass the link's queue cap, which drops the link, and the next resume would
-   * start over. Ends if no peer is up: their next hello resumes again.
+   * start over. Ends if no peer is up: their next hello resumes again. True if it sent everything.
    */
-  private async resend(keys: string[]): Promise<void> {
+  private async resend(keys: string[]): Promise<boolean> {
     for (let i = 0; i < keys.length && !this.stopped; i += this.perFrame) {
       this.sendKeys(keys.slice(i, i + this.perFrame), { authoritative: true });
-      if (!this.anyPeerUp()) return;
+      if (!this.anyPeerUp()) return false;
       await this.pace();
     }
+    return !this.stopped;
   }
 
   /** Between the frames of a bulk or a resume: wait out backpressure, or at least a turn so that events keep flowing. */
@@ -570,7 +607,6 @@ export class SyncEngine {
   private backpressured = false;
   /** Clock time flush() began holding changes for a congested link; -1 while it is not. */
   private heldAt = -1;
-  private needFullBulk = false;
 
   /** The link is far behind (see Transport.congested): changes wait here instead of queueing towards its cap. */
   private congested(): boolean {
@@ -673,7 +709,7 @@ export class SyncEngine {
   private rxOf(nodeId: string): Rx {
     let r = this.rx.get(nodeId);
     if (!r) {
-      r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, lastFrameAt: 0, lastDataAt: 0 };
+      r = { table: new PeerTable({ clock: this.clock }), session: 0, offset: 0, maxVersion: 0, lastSeq: 0, bulkId: 0, bulkReceived: 0, bulkDone: false, bulkResume: false, lastFrameAt: 0, lastDataAt: 0 };
       this.rx.set(nodeId, r);
       this.onPeerTable(nodeId, r.table);
     }
@@ -703,10 +739,12 @@ export class SyncEngine {
       t.helloDone = false;
       this.setState(peer.nodeId, 'handshake', reason ?? 'link up');
       // our resume point: the peer re-sends what we may have missed since lastSeq of its session. A bulk we were
-      // in the middle of cannot be resumed (a resume re-sends entries, not the bulk's end, which drops what the bulk
-      // did not list): no session to resume then, so the peer starts a full bulk
-      const peerSession = rx.bulkId ? 0 : rx.session;
-      this.send({ hello: { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, session: this.session, peerSession, lastSeq: rx.lastSeq, maxFrameBytes: this.opts.maxFrameBytes } });
+      // in the middle of ends with the end that sweeps what it did not list: a peer that finishes bulks after a
+      // resume is told which; to any other there is no session to resume, so it starts a full bulk
+      const peerSession = rx.bulkId && !rx.bulkResume ? 0 : rx.session;
+      const peerBulkId = rx.bulkResume ? rx.bulkId : 0;
+      const hello = { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, capabilities: [BULK_RESUME] };
+      this.send({ hello: { ...hello, session: this.session, peerSession, lastSeq: rx.lastSeq, peerBulkId, maxFrameBytes: this.opts.maxFrameBytes } });
     } else {
       t.helloDone = false;
       this.setState(peer.nodeId, state === 'connecting' ? 'connecting' : 'down', reason ?? state);
@@ -968,6 +1006,7 @@ export class SyncEngine {
       return;
     }
     const session = Number(h.session ?? 0);
+    rx.bulkResume = h.capabilities?.includes(BULK_RESUME) === true;
     if (session !== rx.session) {
       // a new sender session: its seqs restart, so its versions continue above everything seen so far
       if (rx.session !== 0) this.log_.info({ peer, session }, 'peer restarted (new session)');
@@ -980,19 +1019,28 @@ export class SyncEngine {
     t.helloDone = t.joined = true;
     if (this.durable) return; // a hello on a durable transport only announces a new session (handled above)
     const theirLast = Number(h.lastSeq ?? 0);
-    const bulkFor = this.fullBulkFor(Number(h.peerSession ?? 0), theirLast);
+    const theirBulk = Number(h.peerBulkId ?? 0);
+    const bulkFor = this.fullBulkFor(Number(h.peerSession ?? 0), theirLast, theirBulk);
     if (!bulkFor) {
       // resume: re-send the current state of whatever changed in frames they did not get
       t.acked = theirLast;
       const keys = new Set<string>();
       for (const f of this.log) if (f.seq > theirLast) for (const k of f.keys) keys.add(k);
       this.counters.resumes++;
-      this.setState(peer, 'in_sync', `resumed ${keys.size} entries after seq ${theirLast}`);
-      if (keys.size) void this.resend([...keys]);
+      const resumed = `resumed ${keys.size} entries after seq ${theirLast}`;
+      if (theirBulk) {
+        // the bulk the peer was in the middle of: the frames it missed, then the rest and the end
+        this.setState(peer, 'bulk', `${resumed}, in bulk ${theirBulk}: finishing it`);
+        void this.resend([...keys])
+          .then((done) => done && this.finishBulk(theirBulk))
+          .then((done) => done && this.txOf(peer).state === 'bulk' && this.setState(peer, 'in_sync', `${resumed}, and finished bulk ${theirBulk}`));
+      } else {
+        this.setState(peer, 'in_sync', resumed);
+        if (keys.size) void this.resend([...keys]);
+      }
       this.flush();
     } else {
       this.setState(peer, 'bulk', `full bulk: ${bulkFor}`);
-      this.needFullBulk = false;
       void this.bulk().then(() => {
         if (this.txOf(peer).state === 'bulk') this.setState(peer, 'in_sync', `full bulk sent: ${bulkFor}`);
       });
@@ -1000,12 +1048,13 @@ export class SyncEngine {
     }
   }
 
-  /** Why a peer's hello (its copy of our `session`, up to `theirLast`) needs a full bulk; undefined: a resume does. The
-   * log line carries it: at 1M entries a bulk is costly. */
-  private fullBulkFor(session: number, theirLast: number): string | undefined {
+  /** Why a peer's hello (its copy of our `session`, up to `theirLast`, in the middle of bulk `theirBulk` if not 0)
+   * needs a full bulk; undefined: a resume does. The log line carries it: at 1M entries a bulk is costly. */
+  private fullBulkFor(session: number, theirLast: number, theirBulk: number): string | undefined {
     const oldest = this.log.length ? this.log[0].seq : this.seq + 1;
-    if (this.needFullBulk) return 'our last bulk to it was cut short';
-    if (this.bulkRunning) return 'a bulk is under way';
+    if (this.cutBulk && theirBulk !== this.cutBulk.bulkId) return 'our last bulk to it was cut short';
+    if (this.bulkRunning && theirBulk !== this.bulkRunningId) return 'a bulk is under way';
+    if (theirBulk && !this.cutBulk && !this.bulkRunning && theirBulk !== this.lastBulk.id) return `it was in the middle of bulk ${theirBulk}, which a later one replaced`;
     if (session === 0) return 'it holds no complete copy (it is new or restarted, or was cut off in the middle of a bulk)';
     if (session !== this.session) return 'its copy is from before we restarted';
     if (theirLast < oldest - 1) return `it missed more than the resume log holds (it has up to seq ${theirLast}, the log starts at ${oldest})`;

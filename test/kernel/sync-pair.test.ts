@@ -440,6 +440,42 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
     return { family: Af.Inet, orig, reply: invertTuple(orig), status: Ips.SeenReply | Ips.Assured, timeout: 900, protoinfo: { tcp: { state } } };
   };
 
+  test('a link cut in the middle of a full bulk resumes it: the rest of the bulk follows, not a second one', async () => {
+    const N = 40_000;
+    const flows = Array.from({ length: N }, (_, i) => synthetic(i, TcpState.Established, '172.31.0.2'));
+    const act = new Conntrack({ netns: active.ns });
+    // a slow sync link (8 Mbit/s out of the active; this kernel has tbf, not netem) makes the bulk of ~1.5 MB last
+    // about 2 s
+    const tbf = ['tbf', 'rate', '8mbit', 'burst', '32kbit', 'latency', '400ms'];
+    const tc = (op: 'add' | 'del') => lab.exec(active.ns, ['tc', 'qdisc', op, 'dev', 'sync0', 'root', ...(op === 'add' ? tbf : [])]);
+    try {
+      expect((await act.write(flows.map((flow) => ({ op: 'create' as const, flow })))).counts.created).toBe(N);
+      await expectConverged('the synthetic flows', 60_000);
+      await stop(standby, 'KILL');
+      const before = catchUps(await stats(active));
+      await tc('add');
+      await start(standby);
+      const end = Date.now() + 30_000;
+      while ((await stats(standby)).peers[0]!.peerTableSize < N / 4 && Date.now() < end) await sleep(20);
+      const mid = await stats(active);
+      expect([mid.peers[0]!.state, (await stats(standby)).peers[0]!.haveCopy], 'the active still sending the bulk, the standby without a copy').toEqual(['bulk', false]);
+      await lab.setLink(active.ns, 'sync0', 'down');
+      await linkLost();
+      await lab.setLink(active.ns, 'sync0', 'up');
+      await expectConverged('after a cut in the middle of a bulk', 60_000);
+      const after = await stats(active);
+      expect(catchUps(after), 'resumes and bulks the active sent').toEqual({ resumes: before.resumes + 1, bulks: before.bulks + 1 });
+      expect(after.peers[0]!.why).toMatch(/^resumed \d+ entries after seq \d+, and finished bulk \d+$/);
+      expect((await act.write(flows.map((flow) => ({ op: 'delete' as const, flow })))).counts.deleted).toBe(N);
+      await expectConverged('after the synthetic flows went', 60_000, true);
+    } finally {
+      await tc('del').catch(() => {});
+      if (!standby.proc) await start(standby);
+      await act.write(flows.map((flow) => ({ op: 'delete' as const, flow }))).catch(() => {}); // if it failed before
+      act.close();
+    }
+  }, 180_000);
+
   test('dumps of a large table, back to back on both daemons, hold up neither: the sync link stays up', async () => {
     // built whole, a dump of 100k flows held a daemon's event loop for over a second (deadAfter here): its peer
     // declared the link dead and both sides resumed

@@ -180,6 +180,12 @@ export namespace ctsync {
 
         /** largest frame the sender accepts */
         maxFrameBytes?: (number|null);
+
+        /**
+         * The receiver's bulk (in peer_session) that the sender was in the middle of when the link broke, 0 = none. Set only
+         * towards a receiver whose hello listed the capability "bulk-resume": it resumes, then finishes that bulk.
+         */
+        peerBulkId?: (number|null);
     }
 
     /** First frame in each direction of a link. Decides compatibility and whether a resume is possible. */
@@ -220,6 +226,12 @@ export namespace ctsync {
 
         /** largest frame the sender accepts */
         public maxFrameBytes: number;
+
+        /**
+         * The receiver's bulk (in peer_session) that the sender was in the middle of when the link broke, 0 = none. Set only
+         * towards a receiver whose hello listed the capability "bulk-resume": it resumes, then finishes that bulk.
+         */
+        public peerBulkId: number;
 
         /**
          * Encodes the specified Hello message. Does not implicitly {@link ctsync.Hello.verify|verify} messages.

@@ -145,6 +145,10 @@ export const descriptor: INamespace = {
             "maxFrameBytes": {
               "type": "uint32",
               "id": 10
+            },
+            "peerBulkId": {
+              "type": "uint64",
+              "id": 11
             }
           }
         },

@@ -299,31 +299,95 @@ describe('sync engine', () => {
     expect(A.engine.status()[0]!.why).toMatch(/^full bulk sent: it missed more than the resume log holds \(it has up to seq \d+, the log starts at \d+\)$/);
   });
 
-  test('a receiver whose bulk was cut short asks for a full one: a resume would never send the end that sweeps', async () => {
-    const { link, A, B } = await startedPair();
+  /** fw1 and fw2 converged on 600 flows, then the standby misses the delete of tcp(7): it holds one flow too many,
+   * which only the end of a bulk sweeps. `hello` may rewrite fw1's hellos on the way (as an older version's). */
+  async function pairWithStaleFlow(hello?: (env: ReturnType<typeof body>) => Buffer) {
+    const pair = await startedPair();
+    const { link, A, B } = pair;
+    const onHello = (f: Buffer, dir: string) => {
+      if (!hello || dir !== 'a->b' || body(f)?.body !== 'hello') return false;
+      (B.engine as unknown as { receive(f: Buffer, p: unknown): void }).receive(hello(body(f)), { nodeId: 'fw1' });
+      return true;
+    };
+    link.setFilter((f, dir) => (onHello(f, dir) ? 'drop' : 'deliver'));
     for (let i = 0; i < 600; i++) A.event('new', tcp(i));
     await until(converged(A, B, 'fw1'), 'first convergence');
-    const body = (f: Buffer) => {
-      const d = decodeFrame(f, { maxFrameBytes: 4 << 20 }, { clusterId: 'test' });
-      return d.ok ? d.env.body : undefined;
-    };
-    // the standby misses a delete, then the end of a bulk: it holds one flow too many and a bulk still open
-    link.setFilter((f, dir) => (dir === 'a->b' && body(f) === 'delete' ? 'drop' : 'deliver'));
+    await until(() => B.engine.status()[0]!.peerInSync, 'the end of the first bulk');
+    link.setFilter((f, dir) => (onHello(f, dir) || (dir === 'a->b' && body(f)?.body === 'delete') ? 'drop' : 'deliver'));
     A.event('destroy', tcp(7));
     A.engine.flush();
     await tick(20);
-    link.setFilter((f, dir) => (dir === 'a->b' && body(f) === 'bulkEnd' ? 'drop' : 'deliver'));
+    expect(B.engine.peerTables().get('fw1')!.size).toBe(600);
+    return { ...pair, onHello, bulks: A.engine.counters.bulks };
+  }
+  const body = (f: Buffer) => {
+    const d = decodeFrame(f, { maxFrameBytes: 4 << 20 }, { clusterId: 'test' });
+    return d.ok ? d.env : undefined;
+  };
+
+  test('a receiver that missed only the end of a bulk resumes and gets the end again, which sweeps what the bulk did not list', async () => {
+    const { link, A, B, onHello, bulks } = await pairWithStaleFlow();
+    link.setFilter((f, dir) => (onHello(f, dir) || (dir === 'a->b' && body(f)?.body === 'bulkEnd') ? 'drop' : 'deliver'));
     await A.engine.bulk();
     await tick(20);
     link.setFilter(undefined);
-    expect(B.engine.peerTables().get('fw1')!.size).toBe(600);
+    expect(B.engine.status()[0].peerInSync).toBe(false);
     link.cut();
     await tick(20);
     link.restore();
-    await until(converged(A, B, 'fw1'), 'convergence after the reconnect');
+    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
     expectConverged(A, B, 'fw1');
-    expect(A.engine.counters.resumes).toBe(0);
-    expect(B.engine.status()[0].peerInSync).toBe(true);
+    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 1]);
+    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk finished');
+    expect(A.engine.status()[0]!.why).toMatch(/^resumed 0 entries after seq \d+, and finished bulk \d+$/);
+  });
+
+  test('a bulk that a link cut stopped halfway goes on from there after the resume, and its end sweeps', async () => {
+    const { link, A, B, bulks } = await pairWithStaleFlow();
+    for (let i = 600; i < 3000; i++) A.event('new', tcp(i)); // 6 frames of 500 in a bulk
+    A.engine.flush();
+    await until(() => B.engine.peerTables().get('fw1')!.size === 3000, 'the new flows (and the stale one)');
+    // the link goes down just after the standby got the bulk's second frame of entries
+    let frames = 0;
+    link.setFilter((f, dir) => {
+      const u = dir === 'a->b' ? body(f)?.upsert : undefined;
+      if (u?.bulkId && ++frames === 2) queueMicrotask(() => link.cut());
+      return 'deliver';
+    });
+    await A.engine.bulk();
+    expect(link.isCut()).toBe(true);
+    expect(B.engine.status()[0].peerInSync).toBe(false);
+    const sentBefore = A.engine.counters.entriesOut;
+    A.event('new', tcp(5000)); // a change during the cut, and one to a flow the bulk had already sent
+    A.event('update', tcp(1, TcpState.FinWait));
+    A.engine.flush();
+    await tick(20);
+    link.restore();
+    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
+    expectConverged(A, B, 'fw1');
+    expect(B.engine.peerTables().get('fw1')!.has(flowKey(tcp(7)))).toBe(false);
+    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 1]);
+    // the 2 changes, then the resume: the 2 frames the cut lost (the second was still in flight, 1000 entries) and
+    // the 2 changes again, then the bulk's other 3 frames (1500); a new bulk would have re-sent all 3001
+    expect(A.engine.counters.entriesOut - sentBefore).toBe(2 + 1000 + 2 + 1500);
+    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk finished');
+    expect(A.engine.status()[0]!.why).toMatch(/^resumed \d+ entries after seq \d+, and finished bulk \d+$/);
+  });
+
+  test('a receiver whose bulk was cut short asks a peer that cannot finish it (an older version) for a full one', async () => {
+    // without the capability the peer would resume and never send the end that sweeps
+    const older = (env: ReturnType<typeof body>) => encodeFrame({ ...env!, hello: { ...env!.hello!, capabilities: [] } });
+    const { link, A, B, onHello, bulks } = await pairWithStaleFlow(older);
+    link.setFilter((f, dir) => (onHello(f, dir) || (dir === 'a->b' && body(f)?.body === 'bulkEnd') ? 'drop' : 'deliver'));
+    await A.engine.bulk();
+    await tick(20);
+    link.setFilter((f, dir) => (onHello(f, dir) ? 'drop' : 'deliver'));
+    link.cut();
+    await tick(20);
+    link.restore();
+    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
+    expectConverged(A, B, 'fw1');
+    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([0, 2]);
     await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk sent');
     expect(A.engine.status()[0]!.why).toMatch(/^full bulk sent: it holds no complete copy/);
   });
