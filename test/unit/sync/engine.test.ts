@@ -320,13 +320,25 @@ describe('sync engine', () => {
     expect(B.engine.peerTables().get('fw1')!.size).toBe(600);
     return { ...pair, onHello, bulks: A.engine.counters.bulks };
   }
+
+  /** The standby of pairWithStaleFlow ends with the active's table, complete; the active counted [resumes, bulks
+   * since] and says `why` of its catch-up. */
+  async function expectBulkEnded(p: Awaited<ReturnType<typeof pairWithStaleFlow>>, counts: [number, number], why: RegExp) {
+    const { A, B } = p;
+    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
+    expectConverged(A, B, 'fw1');
+    expect([A.engine.counters.resumes, A.engine.counters.bulks - p.bulks]).toEqual(counts);
+    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the catch-up done');
+    expect(A.engine.status()[0]!.why).toMatch(why);
+  }
   const body = (f: Buffer) => {
     const d = decodeFrame(f, { maxFrameBytes: 4 << 20 }, { clusterId: 'test' });
     return d.ok ? d.env : undefined;
   };
 
   test('a receiver that missed only the end of a bulk resumes and gets the end again, which sweeps what the bulk did not list', async () => {
-    const { link, A, B, onHello, bulks } = await pairWithStaleFlow();
+    const p = await pairWithStaleFlow();
+    const { link, A, B, onHello } = p;
     link.setFilter((f, dir) => (onHello(f, dir) || (dir === 'a->b' && body(f)?.body === 'bulkEnd') ? 'drop' : 'deliver'));
     await A.engine.bulk();
     await tick(20);
@@ -335,15 +347,12 @@ describe('sync engine', () => {
     link.cut();
     await tick(20);
     link.restore();
-    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
-    expectConverged(A, B, 'fw1');
-    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 1]);
-    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk finished');
-    expect(A.engine.status()[0]!.why).toMatch(/^resumed 0 entries after seq \d+, and finished bulk \d+$/);
+    await expectBulkEnded(p, [1, 1], /^resumed 0 entries after seq \d+, and finished bulk \d+$/);
   });
 
   test('a bulk that a link cut stopped halfway goes on from there after the resume, and its end sweeps', async () => {
-    const { link, A, B, bulks } = await pairWithStaleFlow();
+    const p = await pairWithStaleFlow();
+    const { link, A, B } = p;
     for (let i = 600; i < 3000; i++) A.event('new', tcp(i)); // 6 frames of 500 in a bulk
     A.engine.flush();
     await until(() => B.engine.peerTables().get('fw1')!.size === 3000, 'the new flows (and the stale one)');
@@ -363,21 +372,18 @@ describe('sync engine', () => {
     A.engine.flush();
     await tick(20);
     link.restore();
-    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
-    expectConverged(A, B, 'fw1');
+    await expectBulkEnded(p, [1, 1], /^resumed \d+ entries after seq \d+, and finished bulk \d+$/);
     expect(B.engine.peerTables().get('fw1')!.has(flowKey(tcp(7)))).toBe(false);
-    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([1, 1]);
     // the 2 changes, then the resume: the 2 frames the cut lost (the second was still in flight, 1000 entries) and
     // the 2 changes again, then the bulk's other 3 frames (1500); a new bulk would have re-sent all 3001
     expect(A.engine.counters.entriesOut - sentBefore).toBe(2 + 1000 + 2 + 1500);
-    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk finished');
-    expect(A.engine.status()[0]!.why).toMatch(/^resumed \d+ entries after seq \d+, and finished bulk \d+$/);
   });
 
   test('a receiver whose bulk was cut short asks a peer that cannot finish it (an older version) for a full one', async () => {
     // without the capability the peer would resume and never send the end that sweeps
     const older = (env: ReturnType<typeof body>) => encodeFrame({ ...env!, hello: { ...env!.hello!, capabilities: [] } });
-    const { link, A, B, onHello, bulks } = await pairWithStaleFlow(older);
+    const p = await pairWithStaleFlow(older);
+    const { link, A, onHello } = p;
     link.setFilter((f, dir) => (onHello(f, dir) || (dir === 'a->b' && body(f)?.body === 'bulkEnd') ? 'drop' : 'deliver'));
     await A.engine.bulk();
     await tick(20);
@@ -385,11 +391,7 @@ describe('sync engine', () => {
     link.cut();
     await tick(20);
     link.restore();
-    await until(() => B.engine.status()[0].peerInSync, 'the bulk ended at the standby');
-    expectConverged(A, B, 'fw1');
-    expect([A.engine.counters.resumes, A.engine.counters.bulks - bulks]).toEqual([0, 2]);
-    await until(() => A.engine.status()[0]!.state === 'in_sync', 'the bulk sent');
-    expect(A.engine.status()[0]!.why).toMatch(/^full bulk sent: it holds no complete copy/);
+    await expectBulkEnded(p, [0, 2], /^full bulk sent: it holds no complete copy/);
   });
 
   test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
