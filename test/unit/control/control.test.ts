@@ -101,20 +101,20 @@ describe('control socket', () => {
     const path = sockPath();
     let failed: unknown;
     let written = 0;
-    const stopped = new Promise<void>((resolve) => {
-      server = new ControlServer(path, log).handle('dump', async (_args, _progress, write) => {
-        try {
-          // far more than a socket buffers, so some write waits for a drain that never comes
-          for (let i = 0; i < 10_000; i++) {
-            await write('x'.repeat(64 * 1024));
-            written++;
-          }
-        } catch (err) {
-          failed = err;
+    let stop = () => {};
+    const stopped = new Promise<void>((resolve) => (stop = resolve));
+    server = new ControlServer(path, log).handle('dump', async (_args, _progress, write) => {
+      try {
+        // far more than a socket buffers, so some write waits for a drain that never comes
+        for (let i = 0; i < 10_000; i++) {
+          await write('x'.repeat(64 * 1024));
+          written++;
         }
-        resolve();
-        return {};
-      });
+      } catch (err) {
+        failed = err;
+      }
+      stop();
+      return {};
     });
     await server.start();
     await new Promise<void>((resolve, reject) => {
