@@ -10,13 +10,14 @@ export interface DumpSource {
   get(key: string, now?: number): Flow | undefined;
 }
 
-/** Flows per piece: about 15 ms of work on a small VM, so frames on the sync link wait no longer than that. */
+/** Flows per piece: 10-16 ms of work here (median; a GC can make one 0.1 s), which is as long as frames on the sync
+ * link wait (bench/control-dump.ts). */
 const SLICE = 1000;
 
 /**
- * Writes the document of `sources`' flows and returns how many it listed. Built whole, a dump of 40k flows held the
- * event loop for about 0.6 s (and 1M flows would pass V8's string limit): long enough for the peers to declare the
- * sync link dead. Between pieces the daemon goes on syncing; a flow that comes or goes meanwhile may be listed or
+ * Writes the document of `sources`' flows and returns how many it listed. Built whole, the document held the event
+ * loop 0.6 s at 40k flows and 21-27 s at 1M (bench/control-dump.ts): past link.deadAfter the peers declare the sync
+ * link dead. Between pieces the daemon goes on syncing; a flow that comes or goes meanwhile may be listed or
  * not, as in any dump of a live table, and the table's slots stay put, so no other flow is missed or listed twice.
  */
 export async function writeDocument(sources: DumpSource[], now: () => number, write: Write): Promise<number> {
