@@ -11,6 +11,12 @@ import { doctorCommand } from './doctor.js';
 import { labCommand } from './lab.js';
 import { Exit, CliError } from './exit.js';
 
+// `ctsync dump | head`: the reader went away, which ends the command, not with a stack trace
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(Exit.Ok);
+});
+
 const cli = yargs(hideBin(process.argv))
   .scriptName('ctsync')
   .command(ctCommand)

@@ -72,7 +72,7 @@ interface Rx {
   bulkId: number; // a full bulk from the peer in progress
   bulkReceived: number;
   bulkDone: boolean; // at least one complete full bulk (or a resume) since the peer's session began
-  bulkResume: boolean; // its hello listed BULK_RESUME: a bulk of its cut short here can be resumed
+  bulkResume: boolean; // its last hello listed BULK_RESUME: it finishes a bulk of its that a cut left half-received here
   lastFrameAt: number;
   lastDataAt: number; // a frame that can change the table (SEQUENCED) was last applied
   lastDigestDiff?: number;
@@ -743,8 +743,8 @@ export class SyncEngine {
       // resume is told which; to any other there is no session to resume, so it starts a full bulk
       const peerSession = rx.bulkId && !rx.bulkResume ? 0 : rx.session;
       const peerBulkId = rx.bulkResume ? rx.bulkId : 0;
-      const hello = { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, capabilities: [BULK_RESUME] };
-      this.send({ hello: { ...hello, session: this.session, peerSession, lastSeq: rx.lastSeq, peerBulkId, maxFrameBytes: this.opts.maxFrameBytes } });
+      const me = { version: 1, minVersion: 1, clusterId: this.opts.clusterId, nodeId: this.opts.nodeId, capabilities: [BULK_RESUME], session: this.session };
+      this.send({ hello: { ...me, peerSession, lastSeq: rx.lastSeq, peerBulkId, maxFrameBytes: this.opts.maxFrameBytes } });
     } else {
       t.helloDone = false;
       this.setState(peer.nodeId, state === 'connecting' ? 'connecting' : 'down', reason ?? state);

@@ -7,6 +7,11 @@ import pino from 'pino';
 import { ControlServer } from '../../../src/control/server.js';
 import { dump, dumpDocument, request, DaemonNotRunning } from '../../../src/control/client.js';
 import { ControlError } from '../../../src/control/protocol.js';
+import { spawn } from 'node:child_process';
+import { CTSYNC_BIN, cannotRun } from '../../helpers/env.js';
+
+const noCli = cannotRun([], true, false);
+if (noCli) console.warn(`[control] the ctsync dump | head test is NOT RUN: ${noCli}`);
 
 const log = pino({ level: 'silent' });
 let server: ControlServer | undefined;
@@ -129,6 +134,32 @@ describe('control socket', () => {
     expect(failed).toBeInstanceOf(ControlError);
     expect((failed as ControlError).code).toBe('CTS_ERR_CONTROL_CLOSED');
     expect(written).toBeLessThan(10_000);
+  });
+
+  test.skipIf(noCli)('ctsync dump streams to stdout, and a reader that goes away (| head) ends it quietly, exit 0', async () => {
+    const path = sockPath();
+    server = new ControlServer(path, log).handle('dump', async (_args, _progress, write) => {
+      for (let i = 0; i < 2000; i++) await write(`${'y'.repeat(9999)}\n`);
+      return { table: 'local', count: 2000 };
+    });
+    await server.start();
+    const run = (closeAfter?: number) =>
+      new Promise<{ code: number | null; bytes: number; stderr: string }>((resolve, reject) => {
+        const child = spawn(process.execPath, [CTSYNC_BIN, 'dump', '--socket', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let bytes = 0;
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => {
+          bytes += d.length;
+          if (closeAfter !== undefined && bytes >= closeAfter) child.stdout.destroy();
+        });
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, bytes, stderr }));
+      });
+    expect(await run()).toEqual({ code: 0, bytes: 2000 * 10_000, stderr: '' });
+    const cut = await run(50);
+    expect([cut.code, cut.stderr]).toEqual([0, '']);
+    expect(cut.bytes).toBeLessThan(2000 * 10_000);
   });
 
   test('a command against a daemon that is not running says so', async () => {
