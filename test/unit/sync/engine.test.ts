@@ -50,6 +50,15 @@ async function startedPair(link: Omit<MemoryPairOptions, 'nodeIds'> = {}) {
   return { ...pair, A, B };
 }
 
+/** startedPair with `n` flows on fw1 that fw2 holds and has acknowledged: what a cut then loses is only in fw1's log. */
+async function settledPair(n: number) {
+  const pair = await startedPair();
+  for (let i = 0; i < n; i++) pair.A.event('new', tcp(i));
+  await until(converged(pair.A, pair.B, 'fw1'), 'first convergence');
+  await until(() => pair.A.engine.status()[0].unackedFrames === 0, 'acks');
+  return pair;
+}
+
 function tcp(i: number, state = TcpState.Established, extra: Partial<Flow> = {}): Flow {
   const src = `10.1.${(i >> 8) & 255}.${i & 255}`;
   return {
@@ -225,10 +234,7 @@ describe('sync engine', () => {
   });
 
   test('a link cut during churn resumes without a full bulk and converges', async () => {
-    const { link, A, B } = await startedPair();
-    for (let i = 0; i < 1000; i++) A.event('new', tcp(i));
-    await until(converged(A, B, 'fw1'), 'first convergence');
-    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    const { link, A, B } = await settledPair(1000);
     const bulks = A.engine.counters.bulks;
     link.cut();
     for (let i = 1000; i < 1500; i++) A.event('new', tcp(i));
@@ -271,10 +277,7 @@ describe('sync engine', () => {
   });
 
   test('a cut during which many times more keys changed than the table holds ends in a full bulk, the cheaper catch-up', async () => {
-    const { link, A, B } = await startedPair();
-    for (let i = 0; i < 100; i++) A.event('new', tcp(i));
-    await until(converged(A, B, 'fw1'), 'first convergence');
-    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    const { link, A, B } = await settledPair(100);
     const resumes = A.engine.counters.resumes;
     link.cut();
     // 2000 flows come and go, 50 come and 10 go for good: a resume would re-send 2060 keys, a bulk the 140 left
@@ -395,10 +398,7 @@ describe('sync engine', () => {
   });
 
   test('timeout refreshes sent while the link is cut reach the standby when it resumes', async () => {
-    const { link, A, B } = await startedPair();
-    for (let i = 0; i < 300; i++) A.event('new', tcp(i)); // 3600 s left
-    await until(converged(A, B, 'fw1'), 'first convergence');
-    await until(() => A.engine.status()[0].unackedFrames === 0, 'acks');
+    const { link, A, B } = await settledPair(300); // 3600 s left
     link.cut();
     // the periodic dump finds 120 s left on the first 100 (as the mirror does: the table takes it, then the refresh)
     A.local.beginResync();
