@@ -12,16 +12,24 @@ const socketOption = <T>(y: Argv<T>) =>
 export async function call(socket: string, cmd: string, args: Record<string, unknown> = {}): Promise<unknown> {
   const tty = process.stderr.isTTY;
   try {
-    if (cmd === 'dump') return await dump(socket, args, (text) => process.stdout.write(text));
-    return await request(socket, cmd, args, (p) => {
-      if (tty) process.stderr.write(`\r${p.what}: ${p.done}/${p.total}`);
-    });
+    return await asCliError(cmd, () =>
+      request(socket, cmd, args, (p) => {
+        if (tty) process.stderr.write(`\r${p.what}: ${p.done}/${p.total}`);
+      }),
+    );
+  } finally {
+    if (tty) process.stderr.write('\r\x1b[K');
+  }
+}
+
+/** A control request's failure as the CLI reports it: not running → exit 3, anything else → exit 1. */
+async function asCliError<T>(cmd: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
   } catch (err) {
     if (err instanceof DaemonNotRunning) throw new CliError(err.message, Exit.NotRunning, err.code);
     const e = err as Error & { code?: string };
     throw new CliError(`${cmd} failed: ${e.code ? `${e.code}: ` : ''}${e.message}`, Exit.Failure, e.code);
-  } finally {
-    if (tty) process.stderr.write('\r\x1b[K');
   }
 }
 
@@ -75,7 +83,7 @@ export const controlCommands: CommandModule[] = [
     handler: async (argv) => {
       const args: Record<string, unknown> = { table: argv.peer !== undefined ? 'peer' : 'local' };
       if (typeof argv.peer === 'string' && argv.peer !== '') args.peer = argv.peer;
-      await call(argv.socket as string, 'dump', args); // streamed to stdout as it comes
+      await asCliError('dump', () => dump(argv.socket as string, args, (text) => process.stdout.write(text))); // as it comes
     },
   },
   {
