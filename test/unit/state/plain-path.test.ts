@@ -279,7 +279,9 @@ describe('FlowTable.holdsPlain', () => {
       }),
       { numRuns: 1000 },
     );
-    expect(held).toBeGreaterThan(100);
+    // that the property was not checked in vain: about 125 of the 1000 runs reach it (94-145 in 8 runs), so a
+    // floor of 100 failed one run in ten; 50 is far below any run seen and still far from none
+    expect(held).toBeGreaterThan(50);
   });
 });
 
