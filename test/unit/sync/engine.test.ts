@@ -382,6 +382,31 @@ describe('sync engine', () => {
     expect(A.engine.counters.entriesOut - sentBefore).toBe(2 + 1000 + 2 + 1500);
   });
 
+  test('a bulk its sender finished but whose receiver was cut off halfway (the rest lost in a socket) resumes from the log', async () => {
+    const p = await pairWithStaleFlow();
+    const { link, A, B } = p;
+    for (let i = 600; i < 3000; i++) A.event('new', tcp(i)); // 6 frames of 500 in a bulk, the last of 499
+    A.engine.flush();
+    await until(() => B.engine.peerTables().get('fw1')!.size === 3000, 'the new flows (and the stale one)');
+    // the standby gets the bulk's first 2 frames of entries; the other 4 and the end die with the link
+    let frames = 0;
+    link.setFilter((f, dir) => {
+      const env = dir === 'a->b' ? body(f) : undefined;
+      return (env?.upsert?.bulkId && ++frames > 2) || env?.body === 'bulkEnd' ? 'drop' : 'deliver';
+    });
+    await A.engine.bulk();
+    expect([frames, B.engine.status()[0].peerInSync]).toEqual([6, false]);
+    link.cut();
+    link.setFilter(undefined);
+    await tick(20);
+    const sentBefore = A.engine.counters.entriesOut;
+    link.restore();
+    await expectBulkEnded(p, [1, 1], /^resumed 1999 entries after seq \d+, and finished bulk \d+$/);
+    expect(B.engine.peerTables().get('fw1')!.has(flowKey(tcp(7)))).toBe(false);
+    // the 4 lost frames again (1999 entries) and the end; a new bulk would have re-sent all 2999
+    expect(A.engine.counters.entriesOut - sentBefore).toBe(1999);
+  });
+
   test('a receiver whose bulk was cut short asks a peer that cannot finish it (an older version) for a full one', async () => {
     // without the capability the peer would resume and never send the end that sweeps
     const older = (env: ReturnType<typeof body>) => encodeFrame({ ...env!, hello: { ...env!.hello!, capabilities: [] } });
