@@ -328,9 +328,10 @@ describe.skipIf(reason !== undefined)('two daemons, real kernel traffic', () => 
       await Promise.all([load(), ...chosen.map((f) => faults[f]!())]);
       const t0 = Date.now();
       await expectConverged(`seed ${chaosSeed}, step ${step}: ${chosen.join(' + ')}`, 40_000);
-      // what the active did since it last started: a soak's log shows which repairs the faults set off
+      // what the active did since it last started, and why it last caught the standby up: a soak's log shows which
+      // repairs the faults set off
       const s = (await request(active.sock, 'stats')) as DaemonStats;
-      console.log(`chaos seed ${chaosSeed} step ${step}: ${chosen.join(' + ')}; converged ${Date.now() - t0} ms later; ${s.kernel.entries} entries; active overruns ${s.kernel.overruns}, resyncs ${s.kernel.resyncs}, bulks ${s.sync.bulks}, resumes ${s.sync.resumes}, divergent buckets ${s.sync.divergentBuckets}`);
+      console.log(`chaos seed ${chaosSeed} step ${step}: ${chosen.join(' + ')}; converged ${Date.now() - t0} ms later; ${s.kernel.entries} entries; active overruns ${s.kernel.overruns}, resyncs ${s.kernel.resyncs}, bulks ${s.sync.bulks}, resumes ${s.sync.resumes}, divergent buckets ${s.sync.divergentBuckets}; towards the standby: ${s.peers[0]!.why}`);
     }
   }, 30_000 + chaosSteps * 60_000);
 
